@@ -1,0 +1,279 @@
+//! The validated, immutable configuration.
+//!
+//! Sources, highest precedence first: command-line flags, `CORECAST_*` environment variables,
+//! the TOML file named by `--config`, built-in defaults. Every setting has one name in each
+//! source: flag `--max-connections`, variable `CORECAST_MAX_CONNECTIONS`, file key
+//! `max_connections`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+/// Command-line flags. Every flag is optional so that unset flags fall through to the
+/// environment, the file and the defaults.
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "corecast",
+    version,
+    about = "Thread-per-core WebSocket edge server speaking the Pusher Channels protocol"
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "CORECAST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env = "CORECAST_HOST")]
+    pub host: Option<IpAddr>,
+    /// Port to listen on [default: 6001].
+    #[arg(long, env = "CORECAST_PORT")]
+    pub port: Option<u16>,
+    /// Executors (pinned cores) to run; 0 means every available core [default: 0].
+    #[arg(long, env = "CORECAST_CORES")]
+    pub cores: Option<usize>,
+    /// Most WebSocket connections held at once, split evenly across cores [default: 1000000].
+    #[arg(long, env = "CORECAST_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Listen backlog, clamped to net.core.somaxconn [default: 65535].
+    #[arg(long, env = "CORECAST_BACKLOG")]
+    pub backlog: Option<u32>,
+    /// Serve the /echo WebSocket endpoint (conformance runs and raw benchmarks).
+    #[arg(long, env = "CORECAST_ECHO", num_args = 0..=1, default_missing_value = "true")]
+    pub echo: Option<bool>,
+    /// Seconds a client may take to send its HTTP request head [default: 10].
+    #[arg(long, env = "CORECAST_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<u32>,
+    /// Seconds without client activity before the server pings [default: 120].
+    #[arg(long, env = "CORECAST_ACTIVITY_TIMEOUT")]
+    pub activity_timeout: Option<u32>,
+    /// Seconds to wait for any reply to a ping before closing [default: 30].
+    #[arg(long, env = "CORECAST_PONG_TIMEOUT")]
+    pub pong_timeout: Option<u32>,
+    /// Seconds to wait for the peer's close frame after sending ours [default: 5].
+    #[arg(long, env = "CORECAST_CLOSE_TIMEOUT")]
+    pub close_timeout: Option<u32>,
+    /// Seconds to wait for peers to close on shutdown before exiting [default: 10].
+    #[arg(long, env = "CORECAST_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<u32>,
+    /// Largest WebSocket frame payload accepted, in bytes [default: 65536].
+    #[arg(long, env = "CORECAST_MAX_FRAME_SIZE")]
+    pub max_frame_size: Option<usize>,
+    /// Largest WebSocket message accepted, in bytes [default: 65536].
+    #[arg(long, env = "CORECAST_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<usize>,
+    /// Bytes queued for one slow client before it is cut off (Pusher) or no longer read (echo)
+    /// [default: 262144].
+    #[arg(long, env = "CORECAST_MAX_OUTBOUND_BYTES")]
+    pub max_outbound_bytes: Option<usize>,
+    /// Capacity of each core-to-core ring, in messages [default: 4096].
+    #[arg(long, env = "CORECAST_RING_CAPACITY")]
+    pub ring_capacity: Option<usize>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub cores: usize,
+    pub max_connections: usize,
+    pub backlog: u32,
+    pub echo: bool,
+    pub handshake_timeout: u32,
+    pub activity_timeout: u32,
+    pub pong_timeout: u32,
+    pub close_timeout: u32,
+    pub drain_timeout: u32,
+    pub max_frame_size: usize,
+    pub max_message_size: usize,
+    pub max_outbound_bytes: usize,
+    pub ring_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 6001,
+            cores: 0,
+            max_connections: 1_000_000,
+            backlog: 65535,
+            echo: false,
+            handshake_timeout: 10,
+            activity_timeout: 120,
+            pong_timeout: 30,
+            close_timeout: 5,
+            drain_timeout: 10,
+            max_frame_size: 64 * 1024,
+            max_message_size: 64 * 1024,
+            max_outbound_bytes: 256 * 1024,
+            ring_capacity: 4096,
+        }
+    }
+}
+
+/// A configuration error: one line saying what is wrong and what to change.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! overlay {
+    ($cfg:ident, $cli:ident, $($field:ident),*) => {
+        $( if let Some(v) = $cli.$field.clone() { $cfg.$field = v; } )*
+    };
+}
+
+impl Config {
+    /// Builds the effective configuration: file (if any) over defaults, then flags and
+    /// environment (clap already merged those two, flags first) over that.
+    pub fn resolve(cli: &Cli) -> Result<Config, ConfigError> {
+        let mut cfg = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+                Config::from_toml(&text)
+                    .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.0)))?
+            }
+            None => Config::default(),
+        };
+        overlay!(
+            cfg,
+            cli,
+            host,
+            port,
+            cores,
+            max_connections,
+            backlog,
+            echo,
+            handshake_timeout,
+            activity_timeout,
+            pong_timeout,
+            close_timeout,
+            drain_timeout,
+            max_frame_size,
+            max_message_size,
+            max_outbound_bytes,
+            ring_capacity
+        );
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(one_line(&e.to_string())))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("Config serializes")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("max_connections", self.max_connections),
+            ("max_frame_size", self.max_frame_size),
+            ("max_message_size", self.max_message_size),
+            ("max_outbound_bytes", self.max_outbound_bytes),
+            ("ring_capacity", self.ring_capacity),
+            ("handshake_timeout", self.handshake_timeout as usize),
+            ("activity_timeout", self.activity_timeout as usize),
+            ("pong_timeout", self.pong_timeout as usize),
+            ("close_timeout", self.close_timeout as usize),
+            ("backlog", self.backlog as usize),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError(format!("{name} must be greater than 0")));
+            }
+        }
+        if self.max_frame_size > self.max_message_size {
+            return Err(ConfigError(format!(
+                "max_frame_size ({}) must not exceed max_message_size ({})",
+                self.max_frame_size, self.max_message_size
+            )));
+        }
+        if self.max_message_size > 1 << 30 {
+            return Err(ConfigError("max_message_size must be at most 1 GiB".into()));
+        }
+        let available = available_cores();
+        if self.cores > available {
+            return Err(ConfigError(format!(
+                "cores is {} but only {available} cores are available to this process: use --cores {available} or 0",
+                self.cores
+            )));
+        }
+        Ok(())
+    }
+
+    /// Executors to start.
+    pub fn executor_count(&self) -> usize {
+        if self.cores == 0 { available_cores() } else { self.cores }
+    }
+
+    /// WebSocket connections one core may hold: `max_connections` split evenly, rounded up.
+    pub fn per_core_max_connections(&self) -> usize {
+        self.max_connections.div_ceil(self.executor_count())
+    }
+}
+
+/// Cores this process may run on (its affinity mask).
+pub fn available_cores() -> usize {
+    core_affinity::get_core_ids().map_or(1, |ids| ids.len().max(1))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_on_6001_everywhere() {
+        let cfg = Config::resolve(&Cli::default()).unwrap();
+        assert_eq!(cfg.port, 6001);
+        assert_eq!(cfg.host.to_string(), "0.0.0.0");
+        assert!(!cfg.echo);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("corecast-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "port = 7000\nmax_connections = 10\necho = true\n").unwrap();
+        let cli = Cli { config: Some(path.clone()), port: Some(7001), ..Cli::default() };
+        let cfg = Config::resolve(&cli).unwrap();
+        assert_eq!(cfg.port, 7001);
+        assert_eq!(cfg.max_connections, 10);
+        assert!(cfg.echo);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn printed_config_reads_back_the_same() {
+        let cfg = Config { port: 1234, echo: true, ..Config::default() };
+        assert_eq!(Config::from_toml(&cfg.to_toml()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_one_line_errors() {
+        let e = Config::from_toml("prot = 1").unwrap_err();
+        assert!(!e.0.contains('\n'), "{e}");
+        assert!(e.0.contains("prot"), "{e}");
+        let cli = Cli { max_message_size: Some(10), max_frame_size: Some(20), ..Cli::default() };
+        assert!(Config::resolve(&cli).unwrap_err().0.contains("max_frame_size"));
+        let cli = Cli { max_connections: Some(0), ..Cli::default() };
+        assert!(Config::resolve(&cli).is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! The HTTP phase of a connection: request heads (and small bodies) until an upgrade, a
+//! `Connection: close`, an error or the handshake timeout.
+
+use bytes::Bytes;
+
+use super::Core;
+use super::conn::{ConnKey, Endpoint, Phase, flag};
+use crate::protocol::handshake;
+use crate::protocol::http::{self, HeadError, Request};
+
+/// What a request leads to.
+pub(crate) enum Outcome {
+    /// Send this response; keep the connection if `keep_alive`.
+    Respond(Bytes, bool),
+    /// Complete a WebSocket handshake to this endpoint.
+    Upgrade { accept: String, endpoint: Endpoint, app: u32 },
+}
+
+impl Core {
+    pub(super) fn on_http_bytes(&mut self, key: ConnKey, input: &mut [u8]) {
+        let Some(conn) = self.conn_mut(key) else { return };
+        match conn.head.take() {
+            None => self.consume_requests(key, input),
+            Some(mut carried) => {
+                carried.extend_from_slice(input);
+                self.consume_requests(key, &mut carried[..]);
+            }
+        }
+    }
+
+    /// Handles every complete request in `data`; keeps an incomplete one for the next read.
+    fn consume_requests(&mut self, key: ConnKey, data: &mut [u8]) {
+        let mut pos = 0;
+        while pos < data.len() {
+            let Some(conn) = self.conn(key) else { return };
+            if conn.phase != Phase::Http || conn.has(flag::CLOSE_AFTER_FLUSH) {
+                return;
+            }
+            let rest = &data[pos..];
+            let req = match http::parse(rest) {
+                Ok(Some(req)) => req,
+                Ok(None) => return self.keep_partial(key, rest, 0),
+                Err(e) => return self.refuse(key, e),
+            };
+            let body_len = match req.content_length() {
+                Ok(n) if n > self.settings.max_body => {
+                    return self
+                        .respond_and_close(key, http::text(413, "request body too large", &[], false));
+                }
+                Ok(n) => n,
+                Err(e) => return self.refuse(key, e),
+            };
+            let total = req.head_len + body_len;
+            if rest.len() < total {
+                return self.keep_partial(key, rest, total);
+            }
+            self.stats.http_requests += 1;
+            let outcome = self.route(key, &req, &rest[req.head_len..total]);
+            pos += total;
+            match outcome {
+                Outcome::Respond(resp, keep_alive) => {
+                    let keep_alive = keep_alive && !self.draining;
+                    if keep_alive {
+                        self.send(key, resp);
+                        let now = self.now;
+                        if let Some(conn) = self.conn_mut(key) {
+                            conn.last_seen = now;
+                        }
+                    } else {
+                        self.respond_and_close(key, resp);
+                        return;
+                    }
+                }
+                Outcome::Upgrade { accept, endpoint, app } => {
+                    self.send(key, handshake::switching_protocols(&accept));
+                    self.open_ws(key, endpoint, app);
+                    if pos < data.len() {
+                        self.on_ws_bytes(key, &mut data[pos..]);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn keep_partial(&mut self, key: ConnKey, rest: &[u8], expected: usize) {
+        let Some(conn) = self.conn_mut(key) else { return };
+        let mut buf = Vec::with_capacity(expected.max(rest.len()).min(http::MAX_HEAD + 1024));
+        buf.extend_from_slice(rest);
+        conn.head = Some(Box::new(buf));
+    }
+
+    fn refuse(&mut self, key: ConnKey, e: HeadError) {
+        let msg = match e {
+            HeadError::Malformed => "malformed HTTP request",
+            HeadError::TooLarge => "request header fields too large",
+            HeadError::LengthRequired => "a request body needs Content-Length",
+        };
+        self.respond_and_close(key, http::text(e.status(), msg, &[], false));
+    }
+
+    pub(super) fn respond_and_close(&mut self, key: ConnKey, resp: Bytes) {
+        if resp.get(9..12).is_some_and(|s| s[0] >= b'4') {
+            self.stats.http_errors += 1;
+        }
+        self.send(key, resp);
+        self.close_after_flush(key);
+    }
+
+    /// Routes one complete request.
+    fn route(&mut self, key: ConnKey, req: &Request<'_>, _body: &[u8]) -> Outcome {
+        let keep_alive = req.keep_alive();
+        let path = req.path();
+        let ws_endpoint = match path {
+            "/echo" if self.settings.echo => Some((Endpoint::Echo, 0)),
+            _ => None,
+        };
+        if let Some((endpoint, app)) = ws_endpoint {
+            return self.upgrade(key, req, endpoint, app);
+        }
+        let get = req.method == "GET" || req.method == "HEAD";
+        match path {
+            "/" if get => Outcome::Respond(http::text(200, "OK", &[], keep_alive), keep_alive),
+            "/ready" if get => {
+                if self.draining {
+                    Outcome::Respond(http::text(503, "draining", &[], false), false)
+                } else {
+                    Outcome::Respond(http::text(200, "OK", &[], keep_alive), keep_alive)
+                }
+            }
+            "/" | "/ready" => Outcome::Respond(
+                http::text(405, "method not allowed", &[("Allow", "GET, HEAD")], keep_alive),
+                keep_alive,
+            ),
+            _ => Outcome::Respond(http::text(404, "not found", &[], keep_alive), keep_alive),
+        }
+    }
+
+    /// Validates an upgrade and applies admission control before any WebSocket state exists.
+    fn upgrade(&mut self, _key: ConnKey, req: &Request<'_>, endpoint: Endpoint, app: u32) -> Outcome {
+        let accept = match handshake::accept_key(req) {
+            Ok(accept) => accept,
+            Err(refusal) => return Outcome::Respond(refusal.response(), false),
+        };
+        if self.draining {
+            self.stats.rejected_draining += 1;
+            return Outcome::Respond(
+                http::text(
+                    503,
+                    "server is shutting down: reconnect to another node",
+                    &[("Retry-After", "1")],
+                    false,
+                ),
+                false,
+            );
+        }
+        if self.ws_count >= self.settings.max_connections {
+            self.stats.rejected_full += 1;
+            return Outcome::Respond(
+                http::text(
+                    503,
+                    "server is at its connection limit: retry later",
+                    &[("Retry-After", "1")],
+                    false,
+                ),
+                false,
+            );
+        }
+        Outcome::Upgrade { accept, endpoint, app }
+    }
+
+    /// Turns an HTTP connection into an open WebSocket.
+    fn open_ws(&mut self, key: ConnKey, endpoint: Endpoint, app: u32) {
+        let now = self.now;
+        let Some(conn) = self.conn_mut(key) else { return };
+        conn.phase = Phase::Open;
+        conn.endpoint = endpoint;
+        conn.app = app;
+        conn.last_seen = now;
+        conn.set(flag::COUNTED);
+        self.ws_count += 1;
+        self.stats.ws_opened += 1;
+        self.rearm_if_sooner(key);
+    }
+}

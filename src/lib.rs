@@ -1,0 +1,9 @@
+//! corecast: a thread-per-core WebSocket edge server speaking the Pusher Channels protocol.
+//! See ARCHITECTURE.md for the map.
+
+pub mod capacity;
+pub mod config;
+pub mod core;
+pub mod protocol;
+pub mod shard;
+pub mod startup;

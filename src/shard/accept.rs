@@ -1,0 +1,32 @@
+//! The accept loop: registers each accepted socket with the core and spawns its task.
+
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use std::os::fd::AsRawFd;
+
+use super::conn_task;
+use super::local::with_core;
+
+pub async fn run(listener: TcpListener) {
+    let mut last_error_log: Option<std::time::Instant> = None;
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let key = with_core(|core| core.accept(stream.as_raw_fd()));
+                glommio::spawn_local(conn_task::serve(stream, key)).detach();
+            }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS: back off instead of spinning; say so at most every 10 s.
+                if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    log::warn!(
+                        "accept failed: {e} (raise RLIMIT_NOFILE or lower --max-connections; see tuning/)"
+                    );
+                    last_error_log = Some(std::time::Instant::now());
+                }
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

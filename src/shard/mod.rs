@@ -1,0 +1,101 @@
+//! Shards: one pinned glommio executor per core, each with its own listener, connections and
+//! timers. Everything glommio-specific lives under this module, so the runtime can be swapped.
+//!
+//! Architecture Invariant: shards share no mutable state. They talk only through bounded SPSC
+//! channels (glommio `shared_channel`): commands from the control executor, and (later) the
+//! core-to-core mesh.
+
+pub mod accept;
+pub mod conn_task;
+pub mod control;
+pub mod listener;
+pub mod local;
+pub mod sys;
+mod ticker;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use glommio::channels::shared_channel::{self, SharedReceiver};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::Config;
+use crate::core::{Core, Settings};
+use control::Command;
+
+/// io_uring registered-buffer memory per executor. glommio's default pins 10 MiB per executor;
+/// corecast does no file I/O, and sockets use the caller's buffers.
+const IO_MEMORY: usize = 64 * 1024;
+
+/// Starts every shard and the control executor; returns when all shards have drained.
+pub fn run(cfg: Config) -> Result<(), String> {
+    let count = cfg.executor_count();
+    let cpus: Vec<usize> =
+        core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default();
+    let addr = SocketAddr::new(cfg.host, cfg.port);
+    let (sockets, backlog) = listener::bind_all(addr, count, cfg.backlog).map_err(|e| e.to_string())?;
+    let bound = sockets[0].local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
+    let signals = control::signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    let mut commands = Vec::with_capacity(count);
+    let mut handles = Vec::with_capacity(count);
+    for (shard, socket) in sockets.into_iter().enumerate() {
+        let (tx, rx) = shared_channel::new_bounded(16);
+        commands.push(tx);
+        let placement = match cpus.get(shard) {
+            Some(&cpu) => Placement::Fixed(cpu),
+            None => Placement::Unbound,
+        };
+        let cfg = cfg.clone();
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("corecast-{shard}"))
+            .io_memory(IO_MEMORY)
+            .spawn(move || shard_main(shard as u32, cfg, socket, rx))
+            .map_err(|e| format!("cannot start executor {shard}: {e}"))?;
+        handles.push(handle);
+    }
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name("corecast-control")
+        .io_memory(IO_MEMORY)
+        .spawn(move || control::run(signals, commands))
+        .map_err(|e| format!("cannot start the control executor: {e}"))?;
+
+    log::info!(
+        "listening on {bound} with {count} shard(s), backlog {backlog}, at most {} WebSocket connections",
+        cfg.max_connections
+    );
+    for h in handles {
+        h.join().map_err(|e| format!("a shard failed: {e}"))?;
+    }
+    log::info!("all shards drained: exiting");
+    Ok(())
+}
+
+async fn shard_main(shard: u32, cfg: Config, socket: socket2::Socket, commands: SharedReceiver<Command>) {
+    let started = Instant::now();
+    local::install(Core::new(shard, Settings::from_config(&cfg), Box::new(sys::RawSend), 0));
+    let listener = sys::adopt_listener(socket);
+    let accept = glommio::spawn_local(accept::run(listener));
+    let ticker = glommio::spawn_local(ticker::run(started));
+    let commands = commands.connect().await;
+    log::debug!("shard {shard} ready");
+
+    match commands.recv().await {
+        Some(Command::Drain) | None => {}
+    }
+    // Stop accepting: dropping the listener closes this core's socket in the reuseport group.
+    accept.cancel().await;
+    local::with_core(Core::start_drain);
+    let deadline = started.elapsed() + Duration::from_secs(cfg.drain_timeout as u64);
+    while local::with_core(|c| c.ws_count()) > 0 && started.elapsed() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    let left = local::with_core(|c| c.ws_count());
+    if left > 0 {
+        log::warn!("shard {shard}: drain timeout with {left} connection(s) still open: closing them");
+    } else {
+        log::debug!("shard {shard} drained");
+    }
+    ticker.cancel().await;
+    drop(local::take());
+}
