@@ -6,6 +6,7 @@
 pub mod close;
 pub mod decoder;
 pub mod frame;
+pub mod fuzzing;
 pub mod handshake;
 pub mod http;
 pub mod utf8;

@@ -1,0 +1,102 @@
+//! Real third-party WebSocket clients against /echo: Python `websockets` and the Autobahn
+//! TestSuite fuzzing client (RFC 6455 conformance, cases 1.* to 10.*).
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn python_websockets_client() {
+    let env = testenv();
+    let server = Server::start(&["--echo"]);
+    let out = Command::new(env.join("py/bin/python"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/websockets_echo.py"))
+        .arg(server.url("/echo"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn autobahn_fuzzingclient_cases_1_to_10() {
+    let env = testenv();
+    // Autobahn's 9.* cases send messages up to 16 MiB: allow them for this run.
+    let big = "20000000";
+    let server = Server::start(&[
+        "--echo",
+        "--max-message-size",
+        big,
+        "--max-frame-size",
+        big,
+        "--max-outbound-bytes",
+        "40000000",
+    ]);
+    let out_dir = std::env::temp_dir().join(format!("corecast-autobahn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let runner = std::fs::read_to_string(env.join("autobahn-runner")).unwrap_or_else(|_| "wstest".into());
+    let status = if runner.trim() == "kosoku" {
+        Command::new(env.join("py/bin/kosoku"))
+            .args(["-m", "fuzzingclient", "-x", "12.*", "-x", "13.*", "-o"])
+            .arg(&out_dir)
+            .arg(server.addr())
+            .current_dir(&out_dir)
+            .status()
+            .unwrap()
+    } else {
+        let spec = serde_json::json!({
+            "options": {"failByDrop": false},
+            "outdir": out_dir.join("reports"),
+            "servers": [{"agent": "corecast", "url": server.url("/echo")}],
+            "cases": ["*"],
+            "exclude-cases": ["12.*", "13.*"],
+            "exclude-agent-cases": {}
+        });
+        std::fs::write(out_dir.join("spec.json"), spec.to_string()).unwrap();
+        Command::new(env.join("V2/bin/wstest"))
+            .args(["-m", "fuzzingclient", "-s", "spec.json"])
+            .current_dir(&out_dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap()
+    };
+    assert!(status.success(), "the Autobahn runner failed");
+    let index = find_index(&out_dir).expect("Autobahn wrote index.json");
+    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index).unwrap()).unwrap();
+    let (_agent, cases) = index.as_object().unwrap().iter().next().expect("one agent");
+    let cases = cases.as_object().unwrap();
+    let mut bad = Vec::new();
+    for (id, case) in cases {
+        let behavior = case["behavior"].as_str().unwrap_or("?");
+        let close = case["behaviorClose"].as_str().unwrap_or("?");
+        let ok = |b: &str| matches!(b, "OK" | "NON-STRICT" | "INFORMATIONAL");
+        if !ok(behavior) || !ok(close) {
+            bad.push(format!("{id}: {behavior}/{close}"));
+        }
+    }
+    assert!(cases.len() >= 300, "only {} cases ran", cases.len());
+    assert!(bad.is_empty(), "Autobahn cases not passed: {bad:?}");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+fn find_index(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = entry.path();
+        if p.file_name().is_some_and(|n| n == "index.json") {
+            return Some(p);
+        }
+        if p.is_dir()
+            && let Some(found) = find_index(&p)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
