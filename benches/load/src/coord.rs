@@ -1,0 +1,432 @@
+//! The coordinator: spawns worker processes, follows their samples, samples the server from
+//! /proc, paces publishers, and collects everything a report needs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+use crate::plan::{Plan, Target};
+use crate::procstat;
+use crate::report::Point;
+use crate::sign;
+
+/// Options every scenario shares.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub server: SocketAddr,
+    pub server_pid: Option<u32>,
+    pub target: Target,
+    pub app_id: String,
+    pub per_worker: usize,
+    pub source_ips: Vec<Ipv4Addr>,
+    pub out: PathBuf,
+    pub sample_ms: u64,
+    pub label: String,
+}
+
+impl Common {
+    pub fn key_secret(&self) -> (String, String) {
+        match &self.target {
+            Target::Pusher { key, secret } => (key.clone(), secret.clone()),
+            Target::Raw { .. } => (String::new(), String::new()),
+        }
+    }
+}
+
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    latest: Value,
+    level: Option<usize>,
+    done: bool,
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds")
+}
+
+/// A running set of workers.
+pub struct Run {
+    pub common: Common,
+    workers: Vec<Worker>,
+    rx: mpsc::Receiver<(usize, Value)>,
+    started: Instant,
+    pub timeline: Vec<Point>,
+    pub handshake: Histogram<u64>,
+    pub latency: Histogram<u64>,
+    window_latency: Histogram<u64>,
+    /// Latency of the current phase (reset by `phase_reset`).
+    pub phase_latency: Histogram<u64>,
+    last_point: Instant,
+    prev_connected: u64,
+    prev_deliveries: u64,
+    prev_published: u64,
+    prev_server_ticks: Option<u64>,
+    prev_harness_ticks: u64,
+    pub published: Arc<AtomicU64>,
+    pub publish_errors: Arc<AtomicU64>,
+}
+
+impl Run {
+    pub fn start(common: &Common, plans: Vec<Plan>) -> Run {
+        let (tx, rx) = mpsc::channel();
+        let exe = std::env::current_exe().expect("own executable");
+        let mut workers = Vec::new();
+        for plan in plans {
+            let index = plan.worker;
+            let mut child = Command::new(&exe)
+                .arg("__worker")
+                .arg(serde_json::to_string(&plan).unwrap())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("worker starts");
+            let stdout = child.stdout.take().unwrap();
+            let stdin = child.stdin.take().unwrap();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        let _ = tx.send((index, v));
+                    }
+                }
+            });
+            workers.push(Worker { child, stdin, latest: json!({}), level: None, done: false });
+        }
+        Run {
+            common: common.clone(),
+            workers,
+            rx,
+            started: Instant::now(),
+            timeline: Vec::new(),
+            handshake: hist(),
+            latency: hist(),
+            window_latency: hist(),
+            phase_latency: hist(),
+            last_point: Instant::now(),
+            prev_connected: 0,
+            prev_deliveries: 0,
+            prev_published: 0,
+            prev_server_ticks: None,
+            prev_harness_ticks: 0,
+            published: Arc::new(AtomicU64::new(0)),
+            publish_errors: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    fn absorb(&mut self, worker: usize, v: Value) {
+        let w = &mut self.workers[worker];
+        match v["type"].as_str() {
+            Some("level") => w.level = v["index"].as_u64().map(|i| i as usize),
+            Some(kind @ ("sample" | "done")) => {
+                for (value, count) in pairs(&v["handshake_us"]) {
+                    let _ = self.handshake.record_n(value, count);
+                }
+                for (value, count) in pairs(&v["latency_us"]) {
+                    let _ = self.latency.record_n(value, count);
+                    let _ = self.window_latency.record_n(value, count);
+                    let _ = self.phase_latency.record_n(value, count);
+                }
+                w.done = kind == "done";
+                w.latest = v;
+            }
+            _ => {}
+        }
+    }
+
+    /// Processes worker output for `d`, adding a timeline point every second.
+    pub fn pump_for(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            self.pump_once(until);
+        }
+    }
+
+    fn pump_once(&mut self, until: Instant) {
+        let next_point = self.last_point + Duration::from_secs(1);
+        let wait = next_point.min(until).saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(wait) {
+            Ok((w, v)) => self.absorb(w, v),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+        }
+        if Instant::now() >= next_point {
+            self.point();
+        }
+    }
+
+    /// Waits until every worker has reached level `index` (or ended).
+    pub fn wait_level(&mut self, index: usize, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if self.workers.iter().all(|w| w.done || w.level.is_some_and(|l| l >= index)) {
+                return true;
+            }
+            self.pump_once(until);
+        }
+        false
+    }
+
+    pub fn command(&mut self, cmd: &str) {
+        for w in &mut self.workers {
+            let _ = writeln!(w.stdin, "{cmd}");
+            let _ = w.stdin.flush();
+        }
+    }
+
+    /// Stops every worker and waits for their final figures.
+    pub fn stop(&mut self) {
+        self.command("stop");
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until && !self.workers.iter().all(|w| w.done) {
+            self.pump_once(until);
+        }
+        for w in &mut self.workers {
+            let _ = w.child.wait();
+        }
+        self.point();
+    }
+
+    pub fn total(&self, field: &str) -> u64 {
+        self.workers.iter().map(|w| w.latest[field].as_u64().unwrap_or(0)).sum()
+    }
+
+    /// Sum of a counter over some of the workers (by index).
+    pub fn worker_totals(&self, range: std::ops::Range<usize>, field: &str) -> u64 {
+        self.workers[range].iter().map(|w| w.latest[field].as_u64().unwrap_or(0)).sum()
+    }
+
+    pub fn failures(&self) -> serde_json::Map<String, Value> {
+        let mut all = serde_json::Map::new();
+        for w in &self.workers {
+            if let Some(map) = w.latest["failures"].as_object() {
+                for (k, v) in map {
+                    let n = all.get(k).and_then(Value::as_u64).unwrap_or(0) + v.as_u64().unwrap_or(0);
+                    all.insert(k.clone(), json!(n));
+                }
+            }
+        }
+        all
+    }
+
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.workers.iter().map(|w| w.child.id()).collect()
+    }
+
+    pub fn phase_reset(&mut self) {
+        self.phase_latency.reset();
+    }
+
+    fn point(&mut self) {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last_point).as_secs_f64().max(0.001);
+        self.last_point = now;
+        let connected = self.total("connected");
+        let deliveries = self.total("deliveries");
+        let published = self.published.load(Ordering::Relaxed);
+        let server_ticks = self.common.server_pid.and_then(procstat::cpu_ticks);
+        let server_cpu = match (server_ticks, self.prev_server_ticks) {
+            (Some(now), Some(prev)) => Some((now - prev) as f64 / procstat::TICKS_PER_SEC / dt * 100.0),
+            _ => None,
+        };
+        let own = procstat::cpu_ticks(std::process::id()).unwrap_or(0);
+        let harness_ticks: u64 =
+            self.worker_pids().into_iter().filter_map(procstat::cpu_ticks).sum::<u64>() + own;
+        let harness_cpu =
+            harness_ticks.saturating_sub(self.prev_harness_ticks) as f64 / procstat::TICKS_PER_SEC / dt
+                * 100.0;
+        let (p50, p99) = if self.window_latency.is_empty() {
+            (None, None)
+        } else {
+            (
+                Some(self.window_latency.value_at_quantile(0.5) as f64 / 1000.0),
+                Some(self.window_latency.value_at_quantile(0.99) as f64 / 1000.0),
+            )
+        };
+        self.window_latency.reset();
+        let failures = self.failures().values().filter_map(Value::as_u64).sum();
+        self.timeline.push(Point {
+            t: self.elapsed(),
+            open: self.total("open"),
+            connects_per_s: connected.saturating_sub(self.prev_connected) as f64 / dt,
+            failures,
+            deliveries_per_s: deliveries.saturating_sub(self.prev_deliveries) as f64 / dt,
+            published_per_s: published.saturating_sub(self.prev_published) as f64 / dt,
+            p50_ms: p50,
+            p99_ms: p99,
+            server_rss: self.common.server_pid.and_then(procstat::rss_bytes),
+            server_cpu_pct: server_cpu,
+            harness_cpu_pct: if self.prev_harness_ticks == 0 { 0.0 } else { harness_cpu },
+            slab: procstat::slab_bytes(),
+        });
+        self.prev_connected = connected;
+        self.prev_deliveries = deliveries;
+        self.prev_published = published;
+        self.prev_server_ticks = server_ticks;
+        self.prev_harness_ticks = harness_ticks;
+    }
+
+    /// Peak (max) of a timeline figure between two times.
+    pub fn cpu_between(&self, from: f64, to: f64) -> (f64, f64) {
+        let pts: Vec<&Point> = self.timeline.iter().filter(|p| p.t > from && p.t <= to).collect();
+        let n = pts.len().max(1) as f64;
+        let server = pts.iter().filter_map(|p| p.server_cpu_pct).sum::<f64>() / n;
+        let harness = pts.iter().map(|p| p.harness_cpu_pct).sum::<f64>() / n;
+        (server, harness)
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.child.kill();
+            let _ = w.child.wait();
+        }
+    }
+}
+
+fn pairs(v: &Value) -> Vec<(u64, u64)> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|p| Some((p[0].as_u64()?, p[1].as_u64()?))).collect())
+        .unwrap_or_default()
+}
+
+pub fn percentiles(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return json!(null);
+    }
+    let ms = |q: f64| (h.value_at_quantile(q) as f64 / 1000.0 * 1000.0).round() / 1000.0;
+    json!({"count": h.len(), "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": h.max() as f64 / 1000.0})
+}
+
+/// Splits `total` connections into worker plans of at most `per_worker` each.
+pub fn split(
+    common: &Common,
+    total: usize,
+    first_worker: usize,
+    first_id: usize,
+) -> Vec<(usize, usize, usize)> {
+    let n = total.div_ceil(common.per_worker.max(1)).max(1);
+    (0..n)
+        .map(|i| {
+            let share = total / n + usize::from(i < total % n);
+            let before: usize = (0..i).map(|j| total / n + usize::from(j < total % n)).sum();
+            (first_worker + i, share, first_id + before)
+        })
+        .collect()
+}
+
+/// Publishes events over the signed HTTP API at `rate` events/s (0: paused) until `stop`.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_publisher(
+    common: &Common,
+    channels: Vec<String>,
+    rate: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    published: Arc<AtomicU64>,
+    per_channel: Arc<Vec<AtomicU64>>,
+    errors: Arc<AtomicU64>,
+    payload: usize,
+) -> std::thread::JoinHandle<()> {
+    let common = common.clone();
+    std::thread::spawn(move || {
+        let (key, secret) = common.key_secret();
+        let path = format!("/apps/{}/events", common.app_id);
+        let mut conn: Option<TcpStream> = None;
+        let mut sent = 0u64;
+        let mut window_start = Instant::now();
+        let mut window_rate = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let r = rate.load(Ordering::Relaxed);
+            if r == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+                window_start = Instant::now();
+                sent = 0;
+                continue;
+            }
+            if r != window_rate {
+                window_rate = r;
+                window_start = Instant::now();
+                sent = 0;
+            }
+            let due = window_start + Duration::from_secs_f64(sent as f64 / r as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let index = (published.fetch_add(1, Ordering::Relaxed) as usize) % channels.len();
+            let mut data = format!("{} ", crate::worker::now_ns());
+            while data.len() < payload {
+                data.push('x');
+            }
+            let body = json!({"name": "bench", "channel": channels[index], "data": data}).to_string();
+            let target = sign::signed_path("POST", &path, &key, &secret, body.as_bytes(), &[]);
+            let req = format!(
+                "POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                common.server,
+                body.len()
+            );
+            let ok = (|| -> std::io::Result<bool> {
+                if conn.is_none() {
+                    let s = TcpStream::connect(common.server)?;
+                    s.set_nodelay(true)?;
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    conn = Some(s);
+                }
+                let s = conn.as_mut().unwrap();
+                s.write_all(req.as_bytes())?;
+                read_response(s)
+            })();
+            match ok {
+                Ok(true) => {
+                    per_channel[index].fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(false) => {
+                    published.fetch_sub(1, Ordering::Relaxed);
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    published.fetch_sub(1, Ordering::Relaxed);
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    conn = None;
+                }
+            }
+            sent += 1;
+        }
+    })
+}
+
+/// Reads one HTTP response; true for a 2xx status.
+fn read_response(s: &mut TcpStream) -> std::io::Result<bool> {
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    Ok((200..300).contains(&status))
+}

@@ -1,0 +1,222 @@
+//! corecast-load: benchmark corecast — or any Pusher-protocol server — with scenarios that
+//! ramp, hold and stop, always bounded in count and time. See benches/README.md.
+
+mod coord;
+mod plan;
+mod procstat;
+mod report;
+mod scenarios;
+mod sign;
+mod wire;
+mod worker;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use coord::Common;
+use plan::Target;
+
+#[derive(Parser, Debug)]
+#[command(name = "corecast-load", about = "Load harness for Pusher-protocol servers")]
+pub struct Cli {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:6001", global = true)]
+    pub server: SocketAddr,
+    /// Server process to sample (RSS, CPU); found from the listening port when omitted.
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
+    /// `pusher` (`/app/{key}`) or `raw` (a plain WebSocket path, see --path).
+    #[arg(long, default_value = "pusher", global = true)]
+    pub protocol: String,
+    /// WebSocket path for `--protocol raw`.
+    #[arg(long, default_value = "/echo", global = true)]
+    pub path: String,
+    #[arg(long, default_value = "1", global = true)]
+    pub app_id: String,
+    #[arg(long, default_value = "app-key", global = true)]
+    pub key: String,
+    #[arg(long, default_value = "app-secret", global = true)]
+    pub secret: String,
+    /// Most connections per worker process (each stays under the 20,000 file limit).
+    #[arg(long, default_value_t = 15_000, global = true)]
+    pub per_worker: usize,
+    /// Client source addresses, as a range FIRST-LAST of 127.x.y.z addresses.
+    #[arg(long, default_value = "127.0.0.11-127.0.0.40", global = true)]
+    pub source_ips: String,
+    /// Report directory [default: target/load/<scenario>-<unix time>].
+    #[arg(long, global = true)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 500, global = true)]
+    pub sample_ms: u64,
+    /// Name of the server in reports.
+    #[arg(long, default_value = "server", global = true)]
+    pub label: String,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Scenario {
+    /// Ramp to N connections at R/s and hold: connects/s, handshake latency, failures by cause.
+    Connect {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 5_000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 5.0)]
+        hold: f64,
+    },
+    /// Hold subscribed connections at each step: server RSS and kernel slab per connection.
+    Idle {
+        /// Connection counts to measure at, ascending.
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000,15000")]
+        steps: Vec<usize>,
+        /// Channels the connections subscribe to (Pusher; 0: none).
+        #[arg(long, default_value_t = 1)]
+        channels: usize,
+        /// Seconds to let the server settle at each step before measuring.
+        #[arg(long, default_value_t = 3.0)]
+        settle: f64,
+        /// Seconds to hold after the last step (heartbeats keep running).
+        #[arg(long, default_value_t = 0.0)]
+        hold: f64,
+        #[arg(long, default_value_t = 5_000.0)]
+        rate: f64,
+    },
+    /// S subscribers over C channels, events published over the HTTP API at R/s.
+    Fanout {
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 1)]
+        channels: usize,
+        /// Events per second (all channels together).
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Bytes of event data.
+        #[arg(long, default_value_t = 100)]
+        payload: usize,
+        /// HTTP publisher threads.
+        #[arg(long, default_value_t = 1)]
+        publishers: usize,
+        /// Raise the rate (x1.5 per phase) until loss or the p99 limit; report the sustained max.
+        #[arg(long)]
+        find_max: bool,
+        #[arg(long, default_value_t = 100.0)]
+        max_p99_ms: f64,
+        #[arg(long, default_value_t = 5.0)]
+        phase_secs: f64,
+        #[arg(long, default_value_t = 5_000.0)]
+        connect_rate: f64,
+    },
+    /// Join/leave storm on presence channels; member events/s; member counts verified.
+    Presence {
+        #[arg(long, default_value_t = 1_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        channels: usize,
+        #[arg(long, default_value_t = 2)]
+        conns_per_user: usize,
+        #[arg(long, default_value_t = 500)]
+        stay_ms: u64,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 2_000.0)]
+        connect_rate: f64,
+    },
+    /// Connect/disconnect storm while steady subscribers keep receiving events.
+    Churn {
+        #[arg(long, default_value_t = 1_000)]
+        steady: usize,
+        #[arg(long, default_value_t = 1_000)]
+        churners: usize,
+        #[arg(long, default_value_t = 10)]
+        channels: usize,
+        #[arg(long, default_value_t = 500)]
+        stay_ms: u64,
+        #[arg(long, default_value_t = 250)]
+        jitter_ms: u64,
+        /// Events per second published to the steady subscribers' channels.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 2_000.0)]
+        connect_rate: f64,
+    },
+    /// RFC 6455 echo round trips against any echo endpoint (use --protocol raw).
+    Echo {
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Pause between round trips per connection (0: back to back).
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 2_000.0)]
+        rate: f64,
+    },
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("__worker") {
+        let plan: plan::Plan = serde_json::from_str(&args[2]).expect("a worker plan");
+        worker::run(plan);
+    }
+    // `cargo bench` appends `--bench`; it means nothing here.
+    args.retain(|a| a != "--bench");
+    let cli = Cli::parse_from(args);
+    let common = match common(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("corecast-load: {e}");
+            std::process::exit(2);
+        }
+    };
+    match scenarios::run(&common, &cli.scenario) {
+        Ok(summary) => println!("{summary}"),
+        Err(e) => {
+            eprintln!("corecast-load: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn common(cli: &Cli) -> Result<Common, String> {
+    let target = match cli.protocol.as_str() {
+        "pusher" => Target::Pusher { key: cli.key.clone(), secret: cli.secret.clone() },
+        "raw" => Target::Raw { path: cli.path.clone() },
+        other => return Err(format!("--protocol must be pusher or raw, not {other}")),
+    };
+    let (first, last) = cli.source_ips.split_once('-').ok_or("--source-ips must be FIRST-LAST")?;
+    let first: Ipv4Addr = first.parse().map_err(|e| format!("--source-ips: {e}"))?;
+    let last: Ipv4Addr = last.parse().map_err(|e| format!("--source-ips: {e}"))?;
+    let source_ips: Vec<Ipv4Addr> = (u32::from(first)..=u32::from(last)).map(Ipv4Addr::from).collect();
+    if source_ips.is_empty() || source_ips.len() > 1024 {
+        return Err("--source-ips must name 1 to 1024 addresses".into());
+    }
+    let scenario = format!("{:?}", cli.scenario).split_whitespace().next().unwrap_or("run").to_lowercase();
+    let out = cli.out.clone().unwrap_or_else(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        PathBuf::from("target/load").join(format!("{scenario}-{t}"))
+    });
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let server_pid = cli.server_pid.or_else(|| procstat::pid_listening_on(cli.server.port()));
+    Ok(Common {
+        server: cli.server,
+        server_pid,
+        target,
+        app_id: cli.app_id.clone(),
+        per_worker: cli.per_worker.max(1),
+        source_ips,
+        out,
+        sample_ms: cli.sample_ms,
+        label: cli.label.clone(),
+    })
+}

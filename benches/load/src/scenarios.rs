@@ -1,0 +1,612 @@
+//! The scenarios: each builds worker plans, drives the run, and writes the report.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::Scenario;
+use crate::coord::{self, Common, Run, percentiles};
+use crate::plan::{Behaviour, Plan, Target};
+use crate::procstat;
+use crate::report;
+use crate::sign;
+
+const LEVEL_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub fn run(common: &Common, scenario: &Scenario) -> Result<String, String> {
+    let (name, params, figures, run) = match scenario.clone() {
+        Scenario::Connect { connections, rate, hold } => connect(common, connections, rate, hold)?,
+        Scenario::Idle { steps, channels, settle, hold, rate } => {
+            idle(common, steps, channels, settle, hold, rate)?
+        }
+        Scenario::Fanout {
+            subscribers,
+            channels,
+            rate,
+            duration,
+            payload,
+            publishers,
+            find_max,
+            max_p99_ms,
+            phase_secs,
+            connect_rate,
+        } => fanout(
+            common,
+            FanoutArgs {
+                subscribers,
+                channels,
+                rate,
+                duration,
+                payload,
+                publishers,
+                find_max,
+                max_p99_ms,
+                phase_secs,
+                connect_rate,
+            },
+        )?,
+        Scenario::Presence { connections, channels, conns_per_user, stay_ms, duration, connect_rate } => {
+            presence(common, connections, channels, conns_per_user, stay_ms, duration, connect_rate)?
+        }
+        Scenario::Churn { steady, churners, channels, stay_ms, jitter_ms, rate, duration, connect_rate } => {
+            churn(common, steady, churners, channels, stay_ms, jitter_ms, rate, duration, connect_rate)?
+        }
+        Scenario::Echo { connections, size, interval_ms, duration, rate } => {
+            echo(common, connections, size, interval_ms, duration, rate)?
+        }
+    };
+    write_report(common, name, params, figures, &run)
+}
+
+fn plans(
+    common: &Common,
+    total_levels: &[usize],
+    behaviour: Behaviour,
+    rate: f64,
+    first_worker: usize,
+    first_id: usize,
+    conns_per_user: usize,
+) -> Vec<Plan> {
+    let total = *total_levels.last().unwrap_or(&0);
+    let parts = coord::split(common, total, first_worker, first_id);
+    let n = parts.len();
+    parts
+        .into_iter()
+        .map(|(worker, share, first)| Plan {
+            worker,
+            server: common.server,
+            source_ips: common.source_ips.clone(),
+            target: common.target.clone(),
+            // Each worker's share of each level, in proportion.
+            levels: total_levels
+                .iter()
+                .map(|&l| if total == 0 { 0 } else { (l as u128 * share as u128 / total as u128) as usize })
+                .collect(),
+            rate: rate / n as f64,
+            behaviour: behaviour.clone(),
+            sample_ms: common.sample_ms,
+            first_id: first,
+            conns_per_user,
+        })
+        .collect()
+}
+
+fn channel_names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+type Outcome = (&'static str, Value, serde_json::Map<String, Value>, Run);
+
+fn connect(common: &Common, connections: usize, rate: f64, hold: f64) -> Result<Outcome, String> {
+    let plans = plans(common, &[connections], Behaviour::Idle { channels: vec![] }, rate, 0, 0, 1);
+    let mut run = Run::start(common, plans);
+    let t0 = run.elapsed();
+    if !run.wait_level(0, LEVEL_TIMEOUT) {
+        return Err("workers did not reach the target in time".into());
+    }
+    let ramp = run.elapsed() - t0;
+    run.command("next");
+    run.pump_for(Duration::from_secs_f64(hold));
+    let open_at_end = run.total("open");
+    run.stop();
+    let connected = run.total("connected");
+    let (server_cpu, harness_cpu) = run.cpu_between(t0, t0 + ramp);
+    let mut f = serde_json::Map::new();
+    f.insert("connected".into(), json!(connected));
+    f.insert("open_at_end_of_hold".into(), json!(open_at_end));
+    f.insert("ramp_seconds".into(), json!(round(ramp)));
+    f.insert("connects_per_second".into(), json!(round(connected as f64 / ramp.max(0.001))));
+    f.insert("handshake_latency".into(), percentiles(&run.handshake));
+    f.insert("failures".into(), Value::Object(run.failures()));
+    f.insert("server_cpu_pct_during_ramp".into(), json!(round(server_cpu)));
+    f.insert("harness_cpu_pct_during_ramp".into(), json!(round(harness_cpu)));
+    Ok(("connect", json!({"connections": connections, "rate": rate, "hold": hold}), f, run))
+}
+
+fn idle(
+    common: &Common,
+    steps: Vec<usize>,
+    channels: usize,
+    settle: f64,
+    hold: f64,
+    rate: f64,
+) -> Result<Outcome, String> {
+    let mut steps = steps;
+    steps.sort_unstable();
+    let names = match common.target {
+        Target::Pusher { .. } => channel_names("idle-", channels),
+        Target::Raw { .. } => vec![],
+    };
+    let rss0 = common.server_pid.and_then(procstat::rss_bytes);
+    let slab0 = procstat::slab_bytes();
+    let plans = plans(common, &steps, Behaviour::Idle { channels: names.clone() }, rate, 0, 0, 1);
+    let mut run = Run::start(common, plans);
+    let mut levels = Vec::new();
+    for (i, &step) in steps.iter().enumerate() {
+        if !run.wait_level(i, LEVEL_TIMEOUT) {
+            return Err(format!("workers did not reach step {step} in time"));
+        }
+        run.pump_for(Duration::from_secs_f64(settle));
+        let open = run.total("open");
+        let rss = common.server_pid.and_then(procstat::rss_bytes);
+        let slab = procstat::slab_bytes();
+        let per = |now: Option<u64>, base: Option<u64>| match (now, base) {
+            (Some(n), Some(b)) if open > 0 => Some((n as f64 - b as f64) / open as f64),
+            _ => None,
+        };
+        let slab_both = per(slab, slab0);
+        levels.push(json!({
+            "target": step,
+            "open": open,
+            "subscribed": run.total("subscribed"),
+            "server_rss": rss,
+            "server_rss_per_connection": per(rss, rss0).map(|v| v.round()),
+            "kernel_slab_per_connection_both_ends": slab_both.map(|v| v.round()),
+            "kernel_slab_per_socket": slab_both.map(|v| (v / 2.0).round()),
+        }));
+        run.command("next");
+    }
+    run.pump_for(Duration::from_secs_f64(hold));
+    run.stop();
+    let mut f = serde_json::Map::new();
+    f.insert("server_rss_baseline".into(), json!(rss0));
+    f.insert("levels".into(), Value::Array(levels));
+    f.insert("pongs_sent".into(), json!(run.total("pongs_sent")));
+    f.insert("subscribe_errors".into(), json!(run.total("subscribe_errors")));
+    f.insert("failures".into(), Value::Object(run.failures()));
+    f.insert("note".into(), json!("kernel slab is measured machine-wide: on loopback each connection has a client and a server socket, so per socket = both ends / 2"));
+    Ok(("idle", json!({"steps": steps, "channels": channels, "settle": settle, "hold": hold}), f, run))
+}
+
+pub struct FanoutArgs {
+    subscribers: usize,
+    channels: usize,
+    rate: f64,
+    duration: f64,
+    payload: usize,
+    publishers: usize,
+    find_max: bool,
+    max_p99_ms: f64,
+    phase_secs: f64,
+    connect_rate: f64,
+}
+
+struct Publishing {
+    rate: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    per_channel: Arc<Vec<AtomicU64>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Publishing {
+    fn start(
+        common: &Common,
+        run: &Run,
+        channels: &[String],
+        publishers: usize,
+        payload: usize,
+    ) -> Publishing {
+        let rate = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let per_channel = Arc::new((0..channels.len()).map(|_| AtomicU64::new(0)).collect::<Vec<_>>());
+        let publishers = publishers.max(1);
+        let shares: Vec<Arc<AtomicU64>> = (0..publishers).map(|_| Arc::new(AtomicU64::new(0))).collect();
+        let threads = shares
+            .iter()
+            .map(|share| {
+                coord::spawn_publisher(
+                    common,
+                    channels.to_vec(),
+                    share.clone(),
+                    stop.clone(),
+                    run.published.clone(),
+                    per_channel.clone(),
+                    run.publish_errors.clone(),
+                    payload,
+                )
+            })
+            .collect();
+        // One control cell fans out to the threads' shares.
+        let control = rate.clone();
+        let stop2 = stop.clone();
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let r = control.load(Ordering::Relaxed);
+                let each = r.div_ceil(shares.len() as u64);
+                for s in &shares {
+                    s.store(each, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Publishing { rate, stop, per_channel, threads }
+    }
+
+    fn published_per_channel(&self) -> Vec<u64> {
+        self.per_channel.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+
+    fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Subscribers per channel when connection `i` (of `total`) subscribes to `channels[i % n]`.
+fn subscribers_per_channel(total: usize, n: usize) -> Vec<u64> {
+    (0..n).map(|c| (total / n + usize::from(c < total % n)) as u64).collect()
+}
+
+fn expected_deliveries(published: &[u64], subs: &[u64]) -> u64 {
+    published.iter().zip(subs).map(|(p, s)| p * s).sum()
+}
+
+fn fanout(common: &Common, a: FanoutArgs) -> Result<Outcome, String> {
+    let names = channel_names("fanout-", a.channels.max(1));
+    let plans = plans(
+        common,
+        &[a.subscribers],
+        Behaviour::Subscribe { channels: names.clone() },
+        a.connect_rate,
+        0,
+        0,
+        1,
+    );
+    let subs = subscribers_per_channel(a.subscribers, names.len());
+    let mut run = Run::start(common, plans);
+    if !run.wait_level(0, LEVEL_TIMEOUT) {
+        return Err("subscribers did not connect in time".into());
+    }
+    run.command("next");
+    // Wait for subscriptions to be confirmed before publishing.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while run.total("subscribed") < a.subscribers as u64 && std::time::Instant::now() < until {
+        run.pump_for(Duration::from_millis(200));
+    }
+    let subscribed = run.total("subscribed");
+    let publishing = Publishing::start(common, &run, &names, a.publishers, a.payload);
+    let mut phases = Vec::new();
+    let mut rate = a.rate.max(1.0);
+    let mut best: Option<Value> = None;
+    loop {
+        let before_pub = publishing.published_per_channel();
+        let before_del = run.total("deliveries");
+        run.phase_reset();
+        let t0 = run.elapsed();
+        publishing.rate.store(rate.round() as u64, Ordering::Relaxed);
+        let secs = if a.find_max { a.phase_secs } else { a.duration };
+        run.pump_for(Duration::from_secs_f64(secs));
+        publishing.rate.store(0, Ordering::Relaxed);
+        let t1 = run.elapsed();
+        // Let in-flight events arrive before counting.
+        run.pump_for(Duration::from_secs(2));
+        let after_pub = publishing.published_per_channel();
+        let published: Vec<u64> = after_pub.iter().zip(&before_pub).map(|(a, b)| a - b).collect();
+        let expected = expected_deliveries(&published, &subs);
+        let received = run.total("deliveries") - before_del;
+        let (server_cpu, harness_cpu) = run.cpu_between(t0, t1);
+        let p99 = if run.phase_latency.is_empty() {
+            0.0
+        } else {
+            run.phase_latency.value_at_quantile(0.99) as f64 / 1000.0
+        };
+        let phase = json!({
+            "target_events_per_second": rate.round(),
+            "published": published.iter().sum::<u64>(),
+            "publish_seconds": round(t1 - t0),
+            "expected_deliveries": expected,
+            "received_deliveries": received,
+            "lost": expected.saturating_sub(received),
+            "duplicates_or_extra": received.saturating_sub(expected),
+            "deliveries_per_second": round(received as f64 / (t1 - t0).max(0.001)),
+            "latency": percentiles(&run.phase_latency),
+            "server_cpu_pct": round(server_cpu),
+            "harness_cpu_pct": round(harness_cpu),
+        });
+        let good = received == expected && p99 <= a.max_p99_ms;
+        phases.push(phase.clone());
+        if !a.find_max {
+            break;
+        }
+        if good {
+            best = Some(phase);
+            rate *= 1.5;
+        } else {
+            break;
+        }
+        if rate > 5_000_000.0 {
+            break;
+        }
+    }
+    publishing.finish();
+    run.stop();
+    let mut f = serde_json::Map::new();
+    f.insert("subscribed".into(), json!(subscribed));
+    f.insert("phases".into(), Value::Array(phases));
+    if a.find_max {
+        f.insert("sustained_max".into(), best.unwrap_or(Value::Null));
+    }
+    f.insert("overall_latency".into(), percentiles(&run.latency));
+    f.insert("publish_errors".into(), json!(run.publish_errors.load(Ordering::Relaxed)));
+    f.insert("failures".into(), Value::Object(run.failures()));
+    let params = json!({"subscribers": a.subscribers, "channels": a.channels, "rate": a.rate, "duration": a.duration,
+        "payload": a.payload, "find_max": a.find_max, "max_p99_ms": a.max_p99_ms});
+    Ok(("fanout", params, f, run))
+}
+
+/// A signed GET on the HTTP API, parsed as JSON.
+fn api_get(common: &Common, path: &str, extra: &[(&str, &str)]) -> Result<Value, String> {
+    use std::io::{Read, Write};
+    let (key, secret) = common.key_secret();
+    let target = sign::signed_path("GET", path, &key, &secret, b"", extra);
+    let mut s = std::net::TcpStream::connect(common.server).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    write!(s, "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", common.server)
+        .map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).map_err(|e| format!("GET {path}: {e}: {resp}"))
+}
+
+fn user_counts(common: &Common, names: &[String]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|n| {
+            let path = format!("/apps/{}/channels/{n}", common.app_id);
+            match api_get(common, &path, &[("info", "user_count")]) {
+                Ok(v) => v["user_count"].clone(),
+                Err(e) => json!(format!("error: {e}")),
+            }
+        })
+        .collect()
+}
+
+fn presence(
+    common: &Common,
+    connections: usize,
+    channels: usize,
+    conns_per_user: usize,
+    stay_ms: u64,
+    duration: f64,
+    connect_rate: f64,
+) -> Result<Outcome, String> {
+    let names = channel_names("presence-bench-", channels.max(1));
+    let users = connections.div_ceil(conns_per_user.max(1));
+    let expected_users: Vec<u64> = subscribers_per_channel(users, names.len());
+    // Phase 1: everyone joins and stays; the member counts must match.
+    let plans1 = plans(
+        common,
+        &[connections],
+        Behaviour::Idle { channels: names.clone() },
+        connect_rate,
+        0,
+        0,
+        conns_per_user,
+    );
+    let mut run = Run::start(common, plans1);
+    if !run.wait_level(0, LEVEL_TIMEOUT) {
+        return Err("connections did not join in time".into());
+    }
+    run.command("next");
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while run.total("subscribed") < connections as u64 && std::time::Instant::now() < until {
+        run.pump_for(Duration::from_millis(200));
+    }
+    run.pump_for(Duration::from_secs(1));
+    let counted = user_counts(common, &names);
+    let counts_match = counted.iter().zip(&expected_users).all(|(c, e)| c.as_u64() == Some(*e));
+    run.stop();
+    let member_events_join = run.total("member_added");
+    drop(run);
+    // Phase 2: the storm.
+    let plans2 = plans(
+        common,
+        &[connections],
+        Behaviour::Presence { channels: names.clone(), stay_ms },
+        connect_rate,
+        0,
+        0,
+        conns_per_user,
+    );
+    let mut run = Run::start(common, plans2);
+    if !run.wait_level(0, LEVEL_TIMEOUT) {
+        return Err("storm connections did not connect in time".into());
+    }
+    run.command("next");
+    let t0 = run.elapsed();
+    let (j0, l0, a0, r0) =
+        (run.total("joins"), run.total("leaves"), run.total("member_added"), run.total("member_removed"));
+    run.pump_for(Duration::from_secs_f64(duration));
+    let t1 = run.elapsed();
+    let (j1, l1, a1, r1) =
+        (run.total("joins"), run.total("leaves"), run.total("member_added"), run.total("member_removed"));
+    let (server_cpu, harness_cpu) = run.cpu_between(t0, t1);
+    run.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    // Everyone left: every presence channel must be empty.
+    let after = user_counts(common, &names);
+    let empty_after = after.iter().all(|c| c.as_u64() == Some(0) || c.is_null());
+    let secs = (t1 - t0).max(0.001);
+    let mut f = serde_json::Map::new();
+    f.insert("users".into(), json!(users));
+    f.insert("expected_user_counts".into(), json!(expected_users));
+    f.insert("reported_user_counts".into(), Value::Array(counted));
+    f.insert("user_counts_match".into(), json!(counts_match));
+    f.insert("member_added_seen_while_joining".into(), json!(member_events_join));
+    f.insert("joins_per_second".into(), json!(round((j1 - j0) as f64 / secs)));
+    f.insert("leaves_per_second".into(), json!(round((l1 - l0) as f64 / secs)));
+    f.insert("member_events_received_per_second".into(), json!(round(((a1 - a0) + (r1 - r0)) as f64 / secs)));
+    f.insert("user_counts_after_everyone_left".into(), Value::Array(after));
+    f.insert("empty_after".into(), json!(empty_after));
+    f.insert("server_cpu_pct".into(), json!(round(server_cpu)));
+    f.insert("harness_cpu_pct".into(), json!(round(harness_cpu)));
+    f.insert("failures".into(), Value::Object(run.failures()));
+    let params = json!({"connections": connections, "channels": channels, "conns_per_user": conns_per_user, "stay_ms": stay_ms, "duration": duration});
+    Ok(("presence", params, f, run))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn churn(
+    common: &Common,
+    steady: usize,
+    churners: usize,
+    channels: usize,
+    stay_ms: u64,
+    jitter_ms: u64,
+    rate: f64,
+    duration: f64,
+    connect_rate: f64,
+) -> Result<Outcome, String> {
+    let names = channel_names("churn-", channels.max(1));
+    let steady_plans =
+        plans(common, &[steady], Behaviour::Subscribe { channels: names.clone() }, connect_rate, 0, 0, 1);
+    let steady_workers = steady_plans.len();
+    let churn_plans = plans(
+        common,
+        &[churners],
+        Behaviour::Churn { channels: names.clone(), stay_ms, jitter_ms },
+        connect_rate,
+        steady_workers,
+        steady,
+        1,
+    );
+    let mut all = steady_plans;
+    all.extend(churn_plans);
+    let subs = subscribers_per_channel(steady, names.len());
+    let mut run = Run::start(common, all);
+    if !run.wait_level(0, LEVEL_TIMEOUT) {
+        return Err("connections did not open in time".into());
+    }
+    run.command("next");
+    let publishing = Publishing::start(common, &run, &names, 1, 64);
+    let steady_deliveries = |run: &Run| -> u64 { run.worker_totals(0..steady_workers, "deliveries") };
+    let before = steady_deliveries(&run);
+    let (c0, d0) = (run.total("connected"), run.total("closed"));
+    let t0 = run.elapsed();
+    publishing.rate.store(rate.round() as u64, Ordering::Relaxed);
+    run.pump_for(Duration::from_secs_f64(duration));
+    publishing.rate.store(0, Ordering::Relaxed);
+    let t1 = run.elapsed();
+    run.pump_for(Duration::from_secs(2));
+    let (c1, d1) = (run.total("connected"), run.total("closed"));
+    let published = publishing.published_per_channel();
+    let expected = expected_deliveries(&published, &subs);
+    let received = steady_deliveries(&run) - before;
+    let (server_cpu, harness_cpu) = run.cpu_between(t0, t1);
+    publishing.finish();
+    run.stop();
+    let secs = (t1 - t0).max(0.001);
+    let mut f = serde_json::Map::new();
+    f.insert("connects_per_second".into(), json!(round((c1 - c0) as f64 / secs)));
+    f.insert("disconnects_per_second".into(), json!(round((d1 - d0) as f64 / secs)));
+    f.insert("published".into(), json!(published.iter().sum::<u64>()));
+    f.insert("steady_expected_deliveries".into(), json!(expected));
+    f.insert("steady_received_deliveries".into(), json!(received));
+    f.insert("steady_lost".into(), json!(expected.saturating_sub(received)));
+    f.insert("latency".into(), percentiles(&run.latency));
+    f.insert("server_cpu_pct".into(), json!(round(server_cpu)));
+    f.insert("harness_cpu_pct".into(), json!(round(harness_cpu)));
+    f.insert("failures".into(), Value::Object(run.failures()));
+    let params = json!({"steady": steady, "churners": churners, "channels": channels, "stay_ms": stay_ms, "jitter_ms": jitter_ms, "rate": rate, "duration": duration});
+    Ok(("churn", params, f, run))
+}
+
+fn echo(
+    common: &Common,
+    connections: usize,
+    size: usize,
+    interval_ms: u64,
+    duration: f64,
+    rate: f64,
+) -> Result<Outcome, String> {
+    let plans = plans(common, &[connections], Behaviour::Echo { size, interval_ms }, rate, 0, 0, 1);
+    let mut run = Run::start(common, plans);
+    if !run.wait_level(0, LEVEL_TIMEOUT) {
+        return Err("connections did not open in time".into());
+    }
+    run.command("next");
+    run.pump_for(Duration::from_secs(1));
+    run.phase_reset();
+    let before = run.total("deliveries");
+    let t0 = run.elapsed();
+    run.pump_for(Duration::from_secs_f64(duration));
+    let t1 = run.elapsed();
+    let trips = run.total("deliveries") - before;
+    let (server_cpu, harness_cpu) = run.cpu_between(t0, t1);
+    let latency = percentiles(&run.phase_latency);
+    run.stop();
+    let mut f = serde_json::Map::new();
+    f.insert("round_trips".into(), json!(trips));
+    f.insert("round_trips_per_second".into(), json!(round(trips as f64 / (t1 - t0).max(0.001))));
+    f.insert("latency".into(), latency);
+    f.insert("server_cpu_pct".into(), json!(round(server_cpu)));
+    f.insert("harness_cpu_pct".into(), json!(round(harness_cpu)));
+    f.insert("failures".into(), Value::Object(run.failures()));
+    Ok((
+        "echo",
+        json!({"connections": connections, "size": size, "interval_ms": interval_ms, "duration": duration}),
+        f,
+        run,
+    ))
+}
+
+fn round(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn write_report(
+    common: &Common,
+    name: &str,
+    params: Value,
+    figures: serde_json::Map<String, Value>,
+    run: &Run,
+) -> Result<String, String> {
+    let charts = report::write_charts(&common.out, &format!("{} {name}", common.label), &run.timeline)?;
+    let doc = json!({
+        "scenario": name,
+        "label": common.label,
+        "server": common.server.to_string(),
+        "server_pid": common.server_pid,
+        "params": params,
+        "figures": figures,
+        "charts": charts,
+        "timeline": run.timeline,
+        "date": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+    });
+    let json_path = common.out.join("report.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&doc).unwrap()).map_err(|e| e.to_string())?;
+    let mut summary =
+        format!("{} — {name} against {} ({})\n", common.label, common.server, common.out.display());
+    summary.push_str(&format!("params: {params}\n"));
+    for (k, v) in &figures {
+        summary.push_str(&format!("  {k}: {v}\n"));
+    }
+    summary.push_str(&format!("charts: {}\nreport: {}\n", charts.join(", "), json_path.display()));
+    std::fs::write(common.out.join("summary.txt"), &summary).map_err(|e| e.to_string())?;
+    Ok(summary)
+}

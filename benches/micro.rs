@@ -1,0 +1,110 @@
+//! Criterion micro-benchmarks for the hot pure code: frame decoding, unmasking, UTF-8
+//! validation, request-head parsing and the handshake, frame encoding.
+
+use std::hint::black_box;
+
+use corecast::protocol::decoder::{self, Limits};
+use corecast::protocol::{frame, handshake, http, utf8};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![0x80 | opcode];
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 65535 {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    out
+}
+
+fn decode(c: &mut Criterion) {
+    let limits = Limits::default();
+    let mut g = c.benchmark_group("decode");
+    let small =
+        client_frame(1, br#"{"event":"client-typing","channel":"private-chat","data":{"user":"42"}}"#);
+    g.throughput(Throughput::Bytes(small.len() as u64));
+    g.bench_function("text_70B", |b| {
+        let mut buf = small.clone();
+        b.iter(|| {
+            buf.copy_from_slice(&small);
+            let mut state = None;
+            decoder::decode(&mut state, black_box(&mut buf), &limits, |e| {
+                black_box(e);
+            })
+            .unwrap()
+        })
+    });
+    let big = client_frame(2, &vec![7u8; 16 * 1024]);
+    g.throughput(Throughput::Bytes(big.len() as u64));
+    g.bench_function("binary_16KiB", |b| {
+        let mut buf = big.clone();
+        b.iter(|| {
+            buf.copy_from_slice(&big);
+            let mut state = None;
+            decoder::decode(&mut state, black_box(&mut buf), &limits, |e| {
+                black_box(e);
+            })
+            .unwrap()
+        })
+    });
+    let many: Vec<u8> = (0..100).flat_map(|_| small.clone()).collect();
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("100_text_frames_in_one_read", |b| {
+        let mut buf = many.clone();
+        b.iter(|| {
+            buf.copy_from_slice(&many);
+            let mut state = None;
+            decoder::decode(&mut state, black_box(&mut buf), &limits, |e| {
+                black_box(e);
+            })
+            .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn unmask_and_utf8(c: &mut Criterion) {
+    let mut g = c.benchmark_group("bytes");
+    let mut data = vec![0x5au8; 64 * 1024];
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("unmask_64KiB", |b| b.iter(|| frame::unmask(black_box(&mut data), [1, 2, 3, 4], 0)));
+    let text = "Grüße, κόσμε, こんにちは! ".repeat(2048);
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("utf8_validate_mixed", |b| {
+        b.iter(|| utf8::validate_complete(black_box(text.as_bytes())))
+    });
+    g.finish();
+}
+
+fn handshake_parse(c: &mut Criterion) {
+    let req = b"GET /app/app-key?protocol=7&client=js&version=8.4.0&flash=false HTTP/1.1\r\nHost: localhost:6001\r\n\
+Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n\
+Origin: http://localhost:8000\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+    c.bench_function("handshake/parse_and_accept", |b| {
+        b.iter(|| {
+            let parsed = http::parse(black_box(req)).unwrap().unwrap();
+            let accept = handshake::accept_key(&parsed).unwrap();
+            handshake::switching_protocols(&accept)
+        })
+    });
+}
+
+fn encode(c: &mut Criterion) {
+    let payload =
+        br#"{"event":"message","channel":"chat","data":"{\"text\":\"hello world\",\"user\":\"42\"}"}"#;
+    c.bench_function("encode/text_frame_90B", |b| {
+        b.iter(|| frame::encode(frame::Opcode::Text, black_box(payload)))
+    });
+}
+
+criterion_group!(benches, decode, unmask_and_utf8, handshake_parse, encode);
+criterion_main!(benches);
