@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+use crate::pusher::apps::{self, App};
+
 /// Command-line flags. Every flag is optional so that unset flags fall through to the
 /// environment, the file and the defaults.
 #[derive(Debug, Parser, Default)]
@@ -72,6 +74,24 @@ pub struct Cli {
     /// Capacity of each core-to-core ring, in messages [default: 4096].
     #[arg(long, env = "CORECAST_RING_CAPACITY")]
     pub ring_capacity: Option<usize>,
+    /// Largest HTTP request body accepted, in bytes (larger: 413) [default: 102400].
+    #[arg(long, env = "CORECAST_MAX_BODY_SIZE")]
+    pub max_body_size: Option<usize>,
+    /// Node id in socket ids (1..=999999); 0 picks one at random at start-up [default: 0].
+    #[arg(long, env = "CORECAST_NODE_ID")]
+    pub node_id: Option<u32>,
+    /// Id of the default app (used when the config file defines no [[apps]]) [default: 1].
+    #[arg(long, env = "CORECAST_APP_ID")]
+    pub app_id: Option<String>,
+    /// Key of the default app [default: app-key].
+    #[arg(long, env = "CORECAST_APP_KEY")]
+    pub app_key: Option<String>,
+    /// Secret of the default app [default: app-secret].
+    #[arg(long, env = "CORECAST_APP_SECRET")]
+    pub app_secret: Option<String>,
+    /// Webhook URL for the default app (repeatable).
+    #[arg(long, env = "CORECAST_WEBHOOK_URL", value_delimiter = ',')]
+    pub webhook_url: Vec<String>,
 }
 
 /// The effective configuration.
@@ -93,6 +113,10 @@ pub struct Config {
     pub max_message_size: usize,
     pub max_outbound_bytes: usize,
     pub ring_capacity: usize,
+    pub max_body_size: usize,
+    pub node_id: u32,
+    /// Apps; empty in the file means the development app (see `pusher::apps`).
+    pub apps: Vec<App>,
 }
 
 impl Default for Config {
@@ -113,6 +137,9 @@ impl Default for Config {
             max_message_size: 64 * 1024,
             max_outbound_bytes: 256 * 1024,
             ring_capacity: 4096,
+            max_body_size: 100 * 1024,
+            node_id: 0,
+            apps: Vec::new(),
         }
     }
 }
@@ -163,8 +190,29 @@ impl Config {
             max_frame_size,
             max_message_size,
             max_outbound_bytes,
-            ring_capacity
+            ring_capacity,
+            max_body_size,
+            node_id
         );
+        if cfg.apps.is_empty() {
+            let mut app = App::development();
+            if let Some(id) = &cli.app_id {
+                app.id = id.clone();
+            }
+            if let Some(key) = &cli.app_key {
+                app.key = key.clone();
+            }
+            if let Some(secret) = &cli.app_secret {
+                app.secret = secret.clone();
+            }
+            cfg.apps.push(app);
+        } else if cli.app_id.is_some() || cli.app_key.is_some() || cli.app_secret.is_some() {
+            return Err(ConfigError(
+                "--app-id/--app-key/--app-secret set the default app: remove them, or the [[apps]] tables of the config file"
+                    .into(),
+            ));
+        }
+        cfg.apps[0].webhooks.extend(cli.webhook_url.iter().cloned());
         cfg.validate()?;
         Ok(cfg)
     }
@@ -204,6 +252,13 @@ impl Config {
         if self.max_message_size > 1 << 30 {
             return Err(ConfigError("max_message_size must be at most 1 GiB".into()));
         }
+        if self.node_id > 999_999 {
+            return Err(ConfigError("node_id must be at most 999999".into()));
+        }
+        if self.max_body_size == 0 {
+            return Err(ConfigError("max_body_size must be greater than 0".into()));
+        }
+        apps::validate_all(&self.apps).map_err(ConfigError)?;
         let available = available_cores();
         if self.cores > available {
             return Err(ConfigError(format!(
@@ -264,6 +319,29 @@ mod tests {
     fn printed_config_reads_back_the_same() {
         let cfg = Config { port: 1234, echo: true, ..Config::default() };
         assert_eq!(Config::from_toml(&cfg.to_toml()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn apps_come_from_the_file_or_default_to_the_development_app() {
+        let cfg = Config::resolve(&Cli::default()).unwrap();
+        assert_eq!(cfg.apps.len(), 1);
+        assert_eq!((cfg.apps[0].id.as_str(), cfg.apps[0].key.as_str()), ("1", "app-key"));
+        assert!(cfg.apps[0].client_events && cfg.apps[0].user_authentication);
+        let file = r#"
+            [[apps]]
+            id = "42"
+            key = "k"
+            secret = "s"
+            client_events = true
+            user_authentication = true
+            webhooks = ["http://127.0.0.1:8000/pusher/webhooks"]
+        "#;
+        let cfg = Config::from_toml(file).unwrap();
+        assert_eq!(cfg.apps[0].max_presence_members, 100);
+        assert_eq!(cfg.apps[0].webhooks.len(), 1);
+        let dup = format!("{file}\n[[apps]]\nid = \"42\"\nkey = \"k2\"\nsecret = \"s\"\n");
+        let cfg = Config::from_toml(&dup).unwrap();
+        assert!(cfg.validate().unwrap_err().0.contains("appears twice"));
     }
 
     #[test]

@@ -5,5 +5,6 @@ pub mod capacity;
 pub mod config;
 pub mod core;
 pub mod protocol;
+pub mod pusher;
 pub mod shard;
 pub mod startup;

@@ -48,13 +48,17 @@ pub mod flag {
     pub const COUNTED: u8 = 1 << 4;
     /// The write side is shut down; reading and discarding until EOF or the close timeout.
     pub const LINGER: u8 = 1 << 5;
+    /// Pusher: `connection_established` was sent (the app's quota admitted it).
+    pub const ADMITTED: u8 = 1 << 6;
+    /// Pusher: signed in with `pusher:signin`.
+    pub const SIGNED_IN: u8 = 1 << 7;
 }
 
 /// Per-connection state.
 ///
 /// Layout (x86_64), 80 bytes:
-/// - 24: fd 4, generation 4, last_seen 4, timer_at 4, phase 1, endpoint 1, flags 1, spare 1,
-///   app 4;
+/// - 24: fd 4, generation 4, last_seen 4, timer_at 4, phase 1, endpoint 1, flags 1,
+///   client-event count 1, app 2, client-event second 2;
 /// - 16: the task's waker;
 /// - 8 each: output queue, request-head buffer, frame decoder state — null pointers except
 ///   while output is queued, a request is half-read, or a frame or message is incomplete;
@@ -69,9 +73,12 @@ pub struct Conn {
     pub phase: Phase,
     pub endpoint: Endpoint,
     pub flags: u8,
-    pub spare: u8,
+    /// Client events sent in second `rate_second` (rate limit).
+    pub rate_count: u8,
     /// Index of the Pusher app (`Endpoint::Pusher`).
-    pub app: u32,
+    pub app: u16,
+    /// Low 16 bits of the second `rate_count` counts.
+    pub rate_second: u16,
     pub waker: Option<Waker>,
     pub out: Option<Box<OutQueue>>,
     pub head: Option<Box<Vec<u8>>>,
@@ -91,8 +98,9 @@ impl Conn {
             phase: Phase::Http,
             endpoint: Endpoint::None,
             flags: 0,
-            spare: 0,
+            rate_count: 0,
             app: 0,
+            rate_second: 0,
             waker: None,
             out: None,
             head: None,

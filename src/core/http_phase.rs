@@ -13,7 +13,17 @@ pub(crate) enum Outcome {
     /// Send this response; keep the connection if `keep_alive`.
     Respond(Bytes, bool),
     /// Complete a WebSocket handshake to this endpoint.
-    Upgrade { accept: String, endpoint: Endpoint, app: u32 },
+    Upgrade(Upgrade),
+}
+
+pub(crate) struct Upgrade {
+    pub accept: String,
+    pub endpoint: Endpoint,
+    pub app: u16,
+    /// A Pusher error to send right after the handshake, then close with its code.
+    pub refusal: Option<(u16, String)>,
+    /// Whether the connection counts against `max_connections` (refused ones do not).
+    pub counted: bool,
 }
 
 impl Core {
@@ -71,9 +81,13 @@ impl Core {
                         return;
                     }
                 }
-                Outcome::Upgrade { accept, endpoint, app } => {
-                    self.send(key, handshake::switching_protocols(&accept));
-                    self.open_ws(key, endpoint, app);
+                Outcome::Upgrade(up) => {
+                    self.send(key, handshake::switching_protocols(&up.accept));
+                    let endpoint = up.endpoint;
+                    self.open_ws(key, up.endpoint, up.app, up.counted);
+                    if endpoint == Endpoint::Pusher {
+                        self.pusher_open(key, up.refusal);
+                    }
                     if pos < data.len() {
                         self.on_ws_bytes(key, &mut data[pos..]);
                     }
@@ -108,15 +122,18 @@ impl Core {
     }
 
     /// Routes one complete request.
-    fn route(&mut self, key: ConnKey, req: &Request<'_>, _body: &[u8]) -> Outcome {
+    fn route(&mut self, key: ConnKey, req: &Request<'_>, body: &[u8]) -> Outcome {
         let keep_alive = req.keep_alive();
         let path = req.path();
-        let ws_endpoint = match path {
-            "/echo" if self.settings.echo => Some((Endpoint::Echo, 0)),
-            _ => None,
-        };
-        if let Some((endpoint, app)) = ws_endpoint {
-            return self.upgrade(key, req, endpoint, app);
+        if path == "/echo" && self.settings.echo {
+            return self.upgrade(req, Endpoint::Echo, 0, None);
+        }
+        if let Some(app_key) = path.strip_prefix("/app/") {
+            let (app, refusal) = self.pusher_greeting(app_key, req.query());
+            return self.upgrade(req, Endpoint::Pusher, app, refusal);
+        }
+        if path.starts_with("/apps/") || path.starts_with("/users/") {
+            return self.http_api(key, req, body);
         }
         let get = req.method == "GET" || req.method == "HEAD";
         match path {
@@ -137,7 +154,16 @@ impl Core {
     }
 
     /// Validates an upgrade and applies admission control before any WebSocket state exists.
-    fn upgrade(&mut self, _key: ConnKey, req: &Request<'_>, endpoint: Endpoint, app: u32) -> Outcome {
+    /// A full core answers 503; on the Pusher endpoint it completes the handshake only to send
+    /// `pusher:error` 4100 and close (what Pusher clients understand), without counting the
+    /// connection or allocating WebSocket state for it.
+    fn upgrade(
+        &mut self,
+        req: &Request<'_>,
+        endpoint: Endpoint,
+        app: u16,
+        refusal: Option<(u16, String)>,
+    ) -> Outcome {
         let accept = match handshake::accept_key(req) {
             Ok(accept) => accept,
             Err(refusal) => return Outcome::Respond(refusal.response(), false),
@@ -156,30 +182,37 @@ impl Core {
         }
         if self.ws_count >= self.settings.max_connections {
             self.stats.rejected_full += 1;
-            return Outcome::Respond(
-                http::text(
-                    503,
-                    "server is at its connection limit: retry later",
-                    &[("Retry-After", "1")],
+            if endpoint != Endpoint::Pusher {
+                return Outcome::Respond(
+                    http::text(
+                        503,
+                        "server is at its connection limit: retry later",
+                        &[("Retry-After", "1")],
+                        false,
+                    ),
                     false,
-                ),
-                false,
-            );
+                );
+            }
+            let refusal = Some((4100, "Over capacity: the server is at its connection limit".to_string()));
+            return Outcome::Upgrade(Upgrade { accept, endpoint, app, refusal, counted: false });
         }
-        Outcome::Upgrade { accept, endpoint, app }
+        let counted = refusal.is_none();
+        Outcome::Upgrade(Upgrade { accept, endpoint, app, refusal, counted })
     }
 
     /// Turns an HTTP connection into an open WebSocket.
-    fn open_ws(&mut self, key: ConnKey, endpoint: Endpoint, app: u32) {
+    fn open_ws(&mut self, key: ConnKey, endpoint: Endpoint, app: u16, counted: bool) {
         let now = self.now;
         let Some(conn) = self.conn_mut(key) else { return };
         conn.phase = Phase::Open;
         conn.endpoint = endpoint;
         conn.app = app;
         conn.last_seen = now;
-        conn.set(flag::COUNTED);
-        self.ws_count += 1;
-        self.stats.ws_opened += 1;
+        if counted {
+            conn.set(flag::COUNTED);
+            self.ws_count += 1;
+            self.stats.ws_opened += 1;
+        }
         self.rearm_if_sooner(key);
     }
 }

@@ -14,12 +14,14 @@ pub mod outq;
 pub mod stats;
 pub mod wheel;
 
-mod http_phase;
+pub(crate) mod http_phase;
 mod timers;
 mod ws_phase;
 
 #[cfg(test)]
 mod tests;
+
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use slab::Slab;
@@ -27,6 +29,10 @@ use slab::Slab;
 use crate::config::Config;
 use crate::protocol::decoder::Limits;
 use crate::protocol::frame;
+use crate::pusher::PusherState;
+use crate::pusher::apps::App;
+use crate::pusher::peer::PeerMsg;
+use crate::pusher::socket_id::SocketRef;
 use conn::{Conn, ConnKey, Endpoint, Phase, flag};
 use io::SocketIo;
 use outq::OutQueue;
@@ -46,21 +52,33 @@ pub struct Settings {
     pub pong_timeout: u32,
     pub close_timeout: u32,
     pub drain_timeout: u32,
+    pub apps: Vec<App>,
+    /// This node's id in socket ids.
+    pub node: u32,
+    /// Cores in this process.
+    pub shards: u32,
+    /// Messages a core may queue for one peer beyond its ring before dropping broadcasts.
+    pub outbox_limit: usize,
 }
 
 impl Settings {
-    pub fn from_config(cfg: &Config) -> Settings {
+    /// Settings for one of `cfg.executor_count()` cores of node `node`.
+    pub fn from_config(cfg: &Config, node: u32) -> Settings {
         Settings {
             limits: Limits { max_frame: cfg.max_frame_size, max_message: cfg.max_message_size },
             max_connections: cfg.per_core_max_connections(),
             max_outbound_bytes: cfg.max_outbound_bytes,
-            max_body: 100 * 1024,
+            max_body: cfg.max_body_size,
             echo: cfg.echo,
             handshake_timeout: cfg.handshake_timeout,
             activity_timeout: cfg.activity_timeout,
             pong_timeout: cfg.pong_timeout,
             close_timeout: cfg.close_timeout,
             drain_timeout: cfg.drain_timeout,
+            apps: cfg.apps.clone(),
+            node,
+            shards: cfg.executor_count() as u32,
+            outbox_limit: cfg.ring_capacity * 16,
         }
     }
 }
@@ -83,20 +101,73 @@ pub enum TaskView {
 pub struct Core {
     pub shard: u32,
     pub settings: Settings,
-    conns: Slab<Conn>,
-    io: Box<dyn SocketIo>,
+    pub(crate) conns: Slab<Conn>,
+    pub(crate) io: Box<dyn SocketIo>,
     wheel: Wheel,
     due: Vec<wheel::Entry>,
     /// Coarse clock in seconds, advanced by `tick`.
-    now: u32,
+    pub(crate) now: u32,
+    /// Wall-clock Unix seconds at the last tick (HTTP API timestamps, webhook times).
+    pub(crate) unix_now: i64,
     next_gen: u32,
-    ws_count: usize,
-    draining: bool,
+    pub(crate) ws_count: usize,
+    pub(crate) draining: bool,
     pub stats: Stats,
+    pub(crate) pusher: PusherState,
+    /// Messages for each other core, in order, until the shard's mesh pump sends them.
+    pub(crate) outbox: Vec<VecDeque<PeerMsg>>,
+    outbox_waker: Option<std::task::Waker>,
+}
+
+/// What happened to a frame offered to a connection.
+pub(crate) enum Pushed {
+    Done,
+    /// Queued; the queue now holds this many bytes.
+    Queued(usize),
+    Dead,
+}
+
+/// Sends `bytes` on `conn` straight to the socket when nothing is queued, else queues it (waking
+/// the task when the queue was empty). A free function over the fields it needs, so that fan-out
+/// can call it while iterating a channel's subscribers.
+pub(crate) fn push_frame(conn: &mut Conn, io: &dyn SocketIo, stats: &mut Stats, bytes: &Bytes) -> Pushed {
+    if conn.has(flag::KILL) {
+        return Pushed::Dead;
+    }
+    stats.frames_out += 1;
+    let mut offset = 0;
+    if conn.out.is_none() {
+        match io.send(conn.fd, bytes) {
+            Ok(n) if n == bytes.len() => {
+                stats.bytes_out += n as u64;
+                return Pushed::Done;
+            }
+            Ok(n) => {
+                stats.bytes_out += n as u64;
+                offset = n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                conn.set(flag::KILL);
+                conn.wake();
+                return Pushed::Dead;
+            }
+        }
+    }
+    let was_empty = conn.out.is_none();
+    let q = conn.out.get_or_insert_with(|| Box::new(OutQueue::default()));
+    q.push(if offset == 0 { bytes.clone() } else { bytes.slice(offset..) });
+    let queued = q.bytes();
+    if was_empty {
+        conn.wake();
+    }
+    Pushed::Queued(queued)
 }
 
 impl Core {
     pub fn new(shard: u32, settings: Settings, io: Box<dyn SocketIo>, now: u32) -> Core {
+        let shards = settings.shards.max(1) as usize;
+        let pusher = PusherState::new(&settings.apps);
         Core {
             shard,
             settings,
@@ -105,11 +176,57 @@ impl Core {
             wheel: Wheel::new(512, now),
             due: Vec::new(),
             now,
+            unix_now: 0,
             next_gen: 1,
             ws_count: 0,
             draining: false,
             stats: Stats::default(),
+            pusher,
+            outbox: (0..shards).map(|_| VecDeque::new()).collect(),
+            outbox_waker: None,
         }
+    }
+
+    /// Where connection `key` lives, for socket ids and cross-core replies.
+    pub fn socket_ref(&self, key: ConnKey) -> SocketRef {
+        SocketRef { node: self.settings.node, shard: self.shard, key }
+    }
+
+    /// Queues `msg` for core `peer` (never this core).
+    pub(crate) fn send_to_peer(&mut self, peer: u32, msg: PeerMsg) {
+        debug_assert_ne!(peer, self.shard);
+        let q = &mut self.outbox[peer as usize];
+        q.push_back(msg);
+        if q.len() == 1
+            && let Some(w) = &self.outbox_waker
+        {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Whether the queue towards `peer` is over its limit (broadcasts are then dropped).
+    pub(crate) fn peer_backlogged(&self, peer: u32) -> bool {
+        self.outbox[peer as usize].len() >= self.settings.outbox_limit
+    }
+
+    /// The shard's mesh pump takes the next message for `peer`, registering `waker` to be woken
+    /// when there is more.
+    pub fn next_for_peer(&mut self, peer: usize) -> Option<PeerMsg> {
+        self.outbox.get_mut(peer)?.pop_front()
+    }
+
+    /// Registers the mesh pump's waker; true if any message waits.
+    pub fn pending_for_peers(&mut self, waker: &std::task::Waker) -> bool {
+        match &self.outbox_waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.outbox_waker = Some(waker.clone()),
+        }
+        self.outbox.iter().any(|q| !q.is_empty())
+    }
+
+    /// Puts a message back at the front (its ring was full).
+    pub fn requeue_for_peer(&mut self, peer: usize, msg: PeerMsg) {
+        self.outbox[peer].push_front(msg);
     }
 
     /// Registers an accepted socket and starts its handshake timeout.
@@ -146,8 +263,9 @@ impl Core {
 
     /// The connection's task has ended and its socket is being closed: forget it.
     pub fn remove(&mut self, key: ConnKey) {
-        if self.conn(key).is_none() {
-            return;
+        let Some(conn) = self.conn(key) else { return };
+        if conn.endpoint == Endpoint::Pusher {
+            self.pusher_close(key);
         }
         let conn = self.conns.remove(key.idx as usize);
         if conn.has(flag::COUNTED) {
@@ -203,43 +321,15 @@ impl Core {
         else {
             return;
         };
-        if conn.has(flag::KILL) {
-            return;
-        }
-        self.stats.frames_out += 1;
-        let mut rest = bytes;
-        if conn.out.is_none() {
-            match self.io.send(conn.fd, &rest) {
-                Ok(n) if n == rest.len() => {
-                    self.stats.bytes_out += n as u64;
-                    return;
-                }
-                Ok(n) => {
-                    self.stats.bytes_out += n as u64;
-                    rest = rest.slice(n..);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    conn.set(flag::KILL);
-                    conn.wake();
-                    return;
-                }
-            }
-        }
-        let was_empty = conn.out.is_none();
-        let q = conn.out.get_or_insert_with(|| Box::new(OutQueue::default()));
-        q.push(rest);
-        let queued = q.bytes();
-        if was_empty {
-            conn.wake();
-        }
-        if queued > self.settings.max_outbound_bytes {
+        if let Pushed::Queued(queued) = push_frame(conn, &*self.io, &mut self.stats, &bytes)
+            && queued > self.settings.max_outbound_bytes
+        {
             self.over_budget(key);
         }
     }
 
     /// A connection's queue went over `max_outbound_bytes`.
-    fn over_budget(&mut self, key: ConnKey) {
+    pub(crate) fn over_budget(&mut self, key: ConnKey) {
         let Some(conn) = self.conn_mut(key) else { return };
         match conn.endpoint {
             // The peer reads slower than it sends: stop reading until it catches up.
@@ -248,6 +338,14 @@ impl Core {
             Endpoint::Pusher => {
                 conn.out = None;
                 self.stats.slow_consumers += 1;
+                self.send(
+                    key,
+                    crate::pusher::messages::error(
+                        Some(4100),
+                        "Over capacity: client is not reading fast enough",
+                        None,
+                    ),
+                );
                 self.close_ws(key, 4100, "Over capacity: client is not reading fast enough");
                 if let Some(conn) = self.conn_mut(key) {
                     conn.set(flag::CLOSE_AFTER_FLUSH);
@@ -294,7 +392,18 @@ impl Core {
         for key in keys {
             // Open WebSockets are told to go; HTTP connections finish their request and are
             // answered with `Connection: close` (upgrades with 503).
-            if self.conn(key).is_some_and(|c| c.phase == Phase::Open) {
+            let Some(conn) = self.conn(key) else { continue };
+            if conn.phase == Phase::Open {
+                if conn.endpoint == Endpoint::Pusher {
+                    self.send(
+                        key,
+                        crate::pusher::messages::error(
+                            Some(4200),
+                            "Server is shutting down: reconnect",
+                            None,
+                        ),
+                    );
+                }
                 self.close_ws(key, 1001, "server shutting down");
             }
         }

@@ -17,4 +17,7 @@ pub struct Stats {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub slow_consumers: u64,
+    pub published: u64,
+    pub deliveries: u64,
+    pub ring_overflows: u64,
 }

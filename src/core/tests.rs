@@ -50,7 +50,7 @@ impl FakeIo {
 
 fn core_with(cfg: Config) -> (Core, FakeIo) {
     let io = FakeIo::default();
-    (Core::new(0, Settings::from_config(&cfg), Box::new(io.clone()), 0), io)
+    (Core::new(0, Settings::from_config(&cfg, 1), Box::new(io.clone()), 0), io)
 }
 
 fn core() -> (Core, FakeIo) {

@@ -10,6 +10,11 @@ use super::conn::{ConnKey, Phase, flag};
 use super::wheel::Entry;
 
 impl Core {
+    /// Sets the wall clock (Unix seconds), used to check HTTP API timestamps.
+    pub fn set_unix_time(&mut self, unix: i64) {
+        self.unix_now = unix;
+    }
+
     /// Advances the clock to `now` (seconds) and handles every deadline that passed.
     pub fn tick(&mut self, now: u32) {
         if now <= self.now {

@@ -78,15 +78,20 @@ impl Core {
     }
 
     fn on_message(&mut self, key: ConnKey, endpoint: Endpoint, opcode: Opcode, payload: &[u8]) {
-        match endpoint {
-            Endpoint::Echo => self.send(key, frame::encode(opcode, payload)),
-            Endpoint::Pusher | Endpoint::None => {}
+        match (endpoint, opcode) {
+            (Endpoint::Echo, _) => self.send(key, frame::encode(opcode, payload)),
+            (Endpoint::Pusher, Opcode::Text) => self.pusher_text(key, payload),
+            // The Pusher protocol is text only; binary frames are ignored.
+            _ => {}
         }
     }
 
-    /// Heartbeat: the connection was silent for the activity timeout.
+    /// Heartbeat: the connection was silent for the activity timeout. Pusher clients get
+    /// `pusher:ping` (what pusher-js answers); others a WebSocket ping.
     pub(super) fn send_heartbeat_ping(&mut self, key: ConnKey) {
-        self.send(key, Bytes::from_static(&[0x89, 0x00]));
+        let pusher = self.conn(key).is_some_and(|c| c.endpoint == Endpoint::Pusher);
+        let ping = if pusher { crate::pusher::messages::ping() } else { Bytes::from_static(&[0x89, 0x00]) };
+        self.send(key, ping);
     }
 
     /// Heartbeat: no reply to our ping in time.
@@ -96,7 +101,15 @@ impl Core {
             // The peer is presumed dead: tell it why if it is not, but do not wait for it.
             if conn.phase == Phase::Open {
                 conn.phase = Phase::Closing;
-                self.send(key, frame::encode_close(1001, "no reply to ping"));
+                if conn.endpoint == Endpoint::Pusher {
+                    self.send(
+                        key,
+                        crate::pusher::messages::error(Some(4201), "Pong reply not received", None),
+                    );
+                    self.send(key, frame::encode_close(4201, "Pong reply not received"));
+                } else {
+                    self.send(key, frame::encode_close(1001, "no reply to ping"));
+                }
             }
         }
         if let Some(conn) = self.conn_mut(key) {

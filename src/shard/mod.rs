@@ -10,6 +10,7 @@ pub mod conn_task;
 pub mod control;
 pub mod listener;
 pub mod local;
+pub mod mesh;
 pub mod sys;
 mod ticker;
 
@@ -36,10 +37,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let (sockets, backlog) = listener::bind_all(addr, count, cfg.backlog).map_err(|e| e.to_string())?;
     let bound = sockets[0].local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
     let signals = control::signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let node = if cfg.node_id == 0 { crate::pusher::socket_id::random_node_id() } else { cfg.node_id };
+    let links = mesh::build(count, cfg.ring_capacity);
 
     let mut commands = Vec::with_capacity(count);
     let mut handles = Vec::with_capacity(count);
-    for (shard, socket) in sockets.into_iter().enumerate() {
+    for (shard, (socket, links)) in sockets.into_iter().zip(links).enumerate() {
         let (tx, rx) = shared_channel::new_bounded(16);
         commands.push(tx);
         let placement = match cpus.get(shard) {
@@ -50,7 +53,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("corecast-{shard}"))
             .io_memory(IO_MEMORY)
-            .spawn(move || shard_main(shard as u32, cfg, socket, rx))
+            .spawn(move || shard_main(shard as u32, node, cfg, socket, links, rx))
             .map_err(|e| format!("cannot start executor {shard}: {e}"))?;
         handles.push(handle);
     }
@@ -61,9 +64,19 @@ pub fn run(cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start the control executor: {e}"))?;
 
     log::info!(
-        "listening on {bound} with {count} shard(s), backlog {backlog}, at most {} WebSocket connections",
+        "listening on {bound} with {count} shard(s), backlog {backlog}, at most {} WebSocket connections, node {node}",
         cfg.max_connections
     );
+    for app in &cfg.apps {
+        log::info!(
+            "app id={} key={} client_events={} user_authentication={} webhooks={}",
+            app.id,
+            app.key,
+            app.client_events,
+            app.user_authentication,
+            app.webhooks.len()
+        );
+    }
     for h in handles {
         h.join().map_err(|e| format!("a shard failed: {e}"))?;
     }
@@ -71,9 +84,19 @@ pub fn run(cfg: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn shard_main(shard: u32, cfg: Config, socket: socket2::Socket, commands: SharedReceiver<Command>) {
+async fn shard_main(
+    shard: u32,
+    node: u32,
+    cfg: Config,
+    socket: socket2::Socket,
+    links: mesh::Links,
+    commands: SharedReceiver<Command>,
+) {
     let started = Instant::now();
-    local::install(Core::new(shard, Settings::from_config(&cfg), Box::new(sys::RawSend), 0));
+    let mut core = Core::new(shard, Settings::from_config(&cfg, node), Box::new(sys::RawSend), 0);
+    core.set_unix_time(ticker::unix_now());
+    local::install(core);
+    let mesh = glommio::spawn_local(mesh::run(links));
     let listener = sys::adopt_listener(socket);
     let accept = glommio::spawn_local(accept::run(listener));
     let ticker = glommio::spawn_local(ticker::run(started));
@@ -97,5 +120,6 @@ async fn shard_main(shard: u32, cfg: Config, socket: socket2::Socket, commands: 
         log::debug!("shard {shard} drained");
     }
     ticker.cancel().await;
+    mesh.cancel().await;
     drop(local::take());
 }

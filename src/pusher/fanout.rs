@@ -1,0 +1,228 @@
+//! Publishing: an event encoded once is delivered to this core's subscribers and handed to
+//! every other core over the mesh; presence membership on owner cores; quota reservations;
+//! messages from other cores.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::messages::{self, Member};
+use super::names::{self, Kind};
+use super::peer::{PeerMsg, Publish};
+use super::presence::Joined;
+use super::socket_id::SocketRef;
+use super::{Cached, owner_of};
+use crate::core::conn::ConnKey;
+use crate::core::{Core, Pushed, push_frame};
+
+impl Core {
+    /// Delivers `frame` to every subscriber of `channel` on every core, except `except`. For
+    /// cache channels, `cache` (event name, data) becomes the channel's last event.
+    pub fn publish(
+        &mut self,
+        app: u32,
+        channel: &str,
+        frame: Bytes,
+        except: Option<SocketRef>,
+        cache: Option<(Box<str>, Box<str>)>,
+    ) {
+        self.stats.published += 1;
+        let shards = self.settings.shards;
+        if shards > 1 {
+            let msg = Arc::new(Publish {
+                app,
+                channel: channel.into(),
+                frame: frame.clone(),
+                except,
+                cache: cache.clone(),
+            });
+            let me = self.shard;
+            for peer in (0..shards).filter(|&p| p != me) {
+                if self.peer_backlogged(peer) {
+                    self.stats.ring_overflows += 1;
+                    continue;
+                }
+                self.send_to_peer(peer, PeerMsg::Publish(msg.clone()));
+            }
+        }
+        self.deliver_local(app, channel, &frame, except, cache);
+    }
+
+    /// Writes `frame` to this core's subscribers of `channel` (for `#server-to-user-{id}`: to
+    /// the connections signed in as `id`).
+    fn deliver_local(
+        &mut self,
+        app: u32,
+        channel: &str,
+        frame: &Bytes,
+        except: Option<SocketRef>,
+        cache: Option<(Box<str>, Box<str>)>,
+    ) {
+        if let Some((_, data)) = cache {
+            let at = self.now;
+            self.pusher.cache[app as usize].insert(channel.into(), Cached { frame: frame.clone(), data, at });
+        }
+        let skip = except.filter(|s| s.node == self.settings.node && s.shard == self.shard).map(|s| s.key);
+        let mut over_budget: Vec<ConnKey> = Vec::new();
+        let budget = self.settings.max_outbound_bytes;
+        let Core { conns, io, stats, pusher, .. } = self;
+        let mut deliver = |idx: u32| {
+            let Some(conn) = conns.get_mut(idx as usize) else { return };
+            let key = ConnKey { idx, generation: conn.generation };
+            if skip == Some(key) {
+                return;
+            }
+            stats.deliveries += 1;
+            if let Pushed::Queued(q) = push_frame(conn, &**io, stats, frame)
+                && q > budget
+            {
+                over_budget.push(key);
+            }
+        };
+        if names::classify(channel).kind == Kind::User {
+            let user = &channel[names::USER_PREFIX.len()..];
+            if let Some(conns) = pusher.users[app as usize].get(user) {
+                conns.iter().copied().for_each(&mut deliver);
+            }
+        } else if let Some(id) = pusher.channels.lookup(app, channel) {
+            let ch = pusher.channels.get(id).expect("looked up");
+            ch.subscribers.iter().copied().for_each(&mut deliver);
+        }
+        for key in over_budget {
+            self.over_budget(key);
+        }
+    }
+
+    /// A message from another core.
+    pub fn on_peer(&mut self, msg: PeerMsg) {
+        match msg {
+            PeerMsg::Publish(p) => {
+                let cache = p.cache.clone();
+                self.deliver_local(p.app, &p.channel, &p.frame, p.except, cache);
+            }
+            PeerMsg::PresenceJoin { app, channel, from, member } => {
+                self.presence_join(app, &channel, from, member)
+            }
+            PeerMsg::PresenceJoined { to, app, channel, frame, ok } => {
+                self.presence_joined(to, app, &channel, frame, ok)
+            }
+            PeerMsg::PresenceLeave { app, channel, user_id, from } => {
+                self.presence_leave(app, &channel, &user_id, from)
+            }
+            PeerMsg::TerminateUser { app, user_id } => self.terminate_local(app, &user_id),
+            PeerMsg::AppReserve { app, from } => {
+                let granted = self.quota_reserve(app);
+                self.answer(from, PeerMsg::AppReserved { to: from.key, app, granted });
+            }
+            PeerMsg::AppReserved { to, app, granted } => self.quota_answer(to, app, granted),
+            PeerMsg::AppRelease { app } => self.quota_release(app),
+        }
+    }
+
+    /// Sends a reply to the core of `to` (handled at once when that is this core).
+    fn answer(&mut self, to: SocketRef, msg: PeerMsg) {
+        if to.shard == self.shard {
+            self.on_peer(msg);
+        } else {
+            self.send_to_peer(to.shard, msg);
+        }
+    }
+
+    /// On the owner core: a connection joins a presence channel.
+    pub(crate) fn presence_join(&mut self, app: u32, channel: &str, from: SocketRef, member: Member) {
+        let max = self.pusher.apps[app as usize].max_presence_members;
+        let joined = self.pusher.presence.join(app, channel, from, member.clone(), max);
+        let (frame, ok) = match joined {
+            Joined::Full => {
+                let msg = format!("The presence channel is full ({max} members)");
+                (messages::subscription_error(channel, "LimitReached", &msg, 4100), false)
+            }
+            Joined::NewMember | Joined::AnotherConnection => {
+                if joined == Joined::NewMember {
+                    // Announced before the joiner's confirmation leaves this core, so every core
+                    // sees member_added before the joiner is one of its subscribers.
+                    self.publish(app, channel, messages::member_added(channel, &member), Some(from), None);
+                }
+                let ch = self.pusher.presence.channel(app, channel).expect("just joined");
+                let data = messages::presence_data(ch.members.values().map(|(m, _)| m));
+                (messages::subscription_succeeded(channel, &data), true)
+            }
+        };
+        self.answer(from, PeerMsg::PresenceJoined { to: from.key, app, channel: channel.into(), frame, ok });
+    }
+
+    /// On the owner core: a connection left a presence channel.
+    pub(crate) fn presence_leave(&mut self, app: u32, channel: &str, user_id: &str, from: SocketRef) {
+        if let Some(member) = self.pusher.presence.leave(app, channel, user_id, from) {
+            self.publish(app, channel, messages::member_removed(channel, &member.id_json), None, None);
+        }
+    }
+
+    /// On the joiner's core: the owner's answer to a presence join.
+    fn presence_joined(&mut self, to: ConnKey, app: u32, channel: &str, frame: Bytes, ok: bool) {
+        let Some(id) = self.pusher.channels.lookup(app, channel) else { return };
+        if let Some(ch) = self.pusher.channels.get_mut(id) {
+            ch.pending = ch.pending.saturating_sub(1);
+        }
+        let still_joining = self.conn(to).is_some_and(|c| c.subs.contains(id))
+            && self.pusher.memberships.contains_key(&(to.idx, id))
+            && !self.pusher.channels.get(id).is_some_and(|c| c.subscribers.contains(&to.idx));
+        if still_joining {
+            if ok {
+                self.pusher.channels.get_mut(id).expect("looked up").subscribers.insert(to.idx);
+                self.send(to, frame);
+                if names::classify(channel).cache {
+                    self.send_cached(to, app, channel);
+                }
+            } else {
+                if let Some(conn) = self.conn_mut(to) {
+                    conn.subs.remove(id);
+                }
+                self.pusher.memberships.remove(&(to.idx, id));
+                self.send(to, frame);
+            }
+        }
+        self.pusher.channels.release_if_unused(id);
+    }
+
+    /// Closes this core's connections signed in as `user_id` (4009).
+    pub(crate) fn terminate_local(&mut self, app: u32, user_id: &str) {
+        let Some(conns) = self.pusher.users[app as usize].get(user_id).cloned() else { return };
+        for idx in conns {
+            let Some(conn) = self.conns.get(idx as usize) else { continue };
+            let key = ConnKey { idx, generation: conn.generation };
+            self.pusher_fail(key, 4009, "You got disconnected by the app.");
+        }
+    }
+
+    /// Closes every connection signed in as `user_id`, on every core.
+    pub fn terminate_user(&mut self, app: u32, user_id: &str) {
+        let me = self.shard;
+        for peer in (0..self.settings.shards).filter(|&p| p != me) {
+            self.send_to_peer(peer, PeerMsg::TerminateUser { app, user_id: user_id.into() });
+        }
+        self.terminate_local(app, user_id);
+    }
+
+    /// On the app's owner core: takes one connection from the app's quota.
+    pub(crate) fn quota_reserve(&mut self, app: u32) -> bool {
+        let max = self.pusher.apps[app as usize].max_connections;
+        let used = &mut self.pusher.quota_used[app as usize];
+        if *used >= max {
+            return false;
+        }
+        *used += 1;
+        true
+    }
+
+    /// Gives one connection back to the app's quota (on its owner core).
+    pub(crate) fn quota_release(&mut self, app: u32) {
+        let owner = owner_of(app, "", self.settings.shards);
+        if owner == self.shard {
+            let used = &mut self.pusher.quota_used[app as usize];
+            *used = used.saturating_sub(1);
+        } else {
+            self.send_to_peer(owner, PeerMsg::AppRelease { app });
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! The Pusher layer driven without sockets: two cores whose mesh is a loop in the test, and a
+//! fake socket that records what each connection would have received.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::core::conn::ConnKey;
+use crate::core::io::SocketIo;
+use crate::core::{Core, Settings};
+use crate::pusher::auth;
+use crate::pusher::socket_id::SocketRef;
+
+#[derive(Clone, Default)]
+struct Wire(Rc<RefCell<HashMap<i32, Vec<u8>>>>);
+
+impl SocketIo for Wire {
+    fn send(&self, fd: i32, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().entry(fd).or_default().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+}
+
+struct Cluster {
+    cores: Vec<Core>,
+    wire: Wire,
+    next_fd: i32,
+}
+
+struct Client {
+    shard: usize,
+    key: ConnKey,
+    fd: i32,
+    socket_id: String,
+}
+
+const UPGRADE: &str = "GET /app/app-key?protocol=7&client=js&version=8.4.0 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+fn masked(payload: &[u8]) -> Vec<u8> {
+    crate::protocol::decoder::tests_support::client_frame(true, 1, payload, [1, 2, 3, 4])
+}
+
+impl Cluster {
+    fn new(shards: u32, tweak: impl Fn(&mut Config)) -> Cluster {
+        let mut cfg = Config { cores: 1, ..Config::default() };
+        cfg.apps.push(crate::pusher::apps::App::development());
+        tweak(&mut cfg);
+        let wire = Wire::default();
+        let cores = (0..shards)
+            .map(|s| {
+                let mut settings = Settings::from_config(&cfg, 7);
+                settings.shards = shards;
+                let mut core = Core::new(s, settings, Box::new(wire.clone()), 0);
+                core.set_unix_time(1_700_000_000);
+                core
+            })
+            .collect();
+        Cluster { cores, wire, next_fd: 10 }
+    }
+
+    /// Delivers every queued cross-core message until none is left.
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            for from in 0..self.cores.len() {
+                for to in 0..self.cores.len() {
+                    while let Some(msg) = self.cores[from].next_for_peer(to) {
+                        self.cores[to].on_peer(msg);
+                        moved = true;
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn feed(&mut self, c: &Client, bytes: &[u8]) {
+        let mut buf = bytes.to_vec();
+        self.cores[c.shard].on_read(c.key, &mut buf);
+        self.pump();
+    }
+
+    fn send_json(&mut self, c: &Client, v: Value) {
+        self.feed(c, &masked(v.to_string().as_bytes()));
+    }
+
+    fn connect(&mut self, shard: usize) -> Client {
+        self.connect_with(shard, UPGRADE)
+    }
+
+    fn connect_with(&mut self, shard: usize, request: &str) -> Client {
+        let fd = self.next_fd;
+        self.next_fd += 1;
+        let key = self.cores[shard].accept(fd);
+        let mut c = Client { shard, key, fd, socket_id: String::new() };
+        self.feed(&c, request.as_bytes());
+        let out = self.take(&c);
+        if let Some(est) = out.iter().find(|m| m["event"] == "pusher:connection_established") {
+            let data: Value = serde_json::from_str(est["data"].as_str().unwrap()).unwrap();
+            c.socket_id = data["socket_id"].as_str().unwrap().to_string();
+        } else {
+            self.wire.0.borrow_mut().insert(fd, raw_frames(&out));
+        }
+        c
+    }
+
+    /// Text messages the client received since the last call, parsed.
+    fn take(&mut self, c: &Client) -> Vec<Value> {
+        let bytes = self.wire.0.borrow_mut().remove(&c.fd).unwrap_or_default();
+        parse_frames(&bytes)
+    }
+
+    /// A plain HTTP request on a new connection; the raw response.
+    fn http(&mut self, shard: usize, request: &str) -> String {
+        let fd = self.next_fd;
+        self.next_fd += 1;
+        let key = self.cores[shard].accept(fd);
+        let mut buf = request.as_bytes().to_vec();
+        self.cores[shard].on_read(key, &mut buf);
+        self.pump();
+        String::from_utf8(self.wire.0.borrow_mut().remove(&fd).unwrap_or_default()).unwrap()
+    }
+
+    fn subscribe(&mut self, c: &Client, channel: &str, channel_data: Option<&str>) {
+        let auth = if channel.starts_with("private-") || channel.starts_with("presence-") {
+            let sig = match channel_data {
+                Some(d) => auth::sign("app-secret", &[format!("{}:{channel}:{d}", c.socket_id).as_bytes()]),
+                None => auth::sign("app-secret", &[format!("{}:{channel}", c.socket_id).as_bytes()]),
+            };
+            format!("app-key:{sig}")
+        } else {
+            String::new()
+        };
+        let mut data = json!({"channel": channel, "auth": auth});
+        if let Some(d) = channel_data {
+            data["channel_data"] = json!(d);
+        }
+        self.send_json(c, json!({"event": "pusher:subscribe", "data": data}));
+    }
+}
+
+fn raw_frames(msgs: &[Value]) -> Vec<u8> {
+    msgs.iter()
+        .flat_map(|m| {
+            crate::protocol::frame::encode(crate::protocol::frame::Opcode::Text, m.to_string().as_bytes())
+                .to_vec()
+        })
+        .collect()
+}
+
+/// Parses server frames; a close frame becomes `{"close": code}`.
+fn parse_frames(mut b: &[u8]) -> Vec<Value> {
+    let mut out = Vec::new();
+    // Skip an HTTP response head.
+    if b.starts_with(b"HTTP/") {
+        let end = b.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        b = &b[end..];
+    }
+    while b.len() >= 2 {
+        let mut len = (b[1] & 0x7f) as usize;
+        let mut off = 2;
+        if len == 126 {
+            len = u16::from_be_bytes([b[2], b[3]]) as usize;
+            off = 4;
+        } else if len == 127 {
+            len = u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize;
+            off = 10;
+        }
+        let payload = &b[off..off + len];
+        match b[0] & 0x0f {
+            1 => out.push(serde_json::from_slice(payload).unwrap()),
+            8 => out.push(json!({"close": u16::from_be_bytes([payload[0], payload[1]])})),
+            _ => {}
+        }
+        b = &b[off + len..];
+    }
+    out
+}
+
+fn events(msgs: &[Value]) -> Vec<String> {
+    msgs.iter().map(|m| m["event"].as_str().map_or_else(|| m.to_string(), String::from)).collect()
+}
+
+fn data_of(m: &Value) -> Value {
+    serde_json::from_str(m["data"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn connection_established_carries_a_routable_socket_id() {
+    let mut cl = Cluster::new(2, |_| {});
+    let c = cl.connect(1);
+    let r = SocketRef::parse(&c.socket_id).unwrap();
+    assert_eq!((r.node, r.shard, r.key), (7, 1, c.key));
+}
+
+#[test]
+fn unknown_key_and_bad_protocol_get_pusher_errors_and_closes() {
+    let mut cl = Cluster::new(1, |_| {});
+    let c = cl.connect_with(0, &UPGRADE.replace("/app/app-key", "/app/nope"));
+    let out = cl.take(&c);
+    assert_eq!(out[0]["event"], "pusher:error");
+    assert_eq!(out[0]["data"]["code"], 4001);
+    assert_eq!(out[1]["close"], 4001);
+    let c = cl.connect_with(0, &UPGRADE.replace("protocol=7", "protocol=3"));
+    let out = cl.take(&c);
+    assert_eq!(out[0]["data"]["code"], 4007);
+    assert_eq!(out[1]["close"], 4007);
+}
+
+#[test]
+fn publish_reaches_subscribers_on_every_core_in_order_except_the_sender() {
+    let mut cl = Cluster::new(2, |_| {});
+    let a = cl.connect(0);
+    let b = cl.connect(1);
+    cl.subscribe(&a, "news", None);
+    cl.subscribe(&b, "news", None);
+    assert_eq!(events(&cl.take(&a)), ["pusher_internal:subscription_succeeded"]);
+    assert_eq!(cl.take(&b)[0]["data"], "{}");
+    for i in 0..5 {
+        let frame = crate::pusher::messages::event("tick", Some("news"), &i.to_string());
+        let except = (i == 4).then(|| SocketRef::parse(&b.socket_id).unwrap());
+        cl.cores[0].publish(0, "news", frame, except, None);
+        cl.pump();
+    }
+    let got_a: Vec<Value> = cl.take(&a).iter().map(|m| m["data"].clone()).collect();
+    let got_b: Vec<Value> = cl.take(&b).iter().map(|m| m["data"].clone()).collect();
+    assert_eq!(got_a, ["0", "1", "2", "3", "4"]);
+    assert_eq!(got_b, ["0", "1", "2", "3"], "socket_id exclusion works across cores");
+}
+
+#[test]
+fn private_channels_need_a_valid_signature() {
+    let mut cl = Cluster::new(1, |_| {});
+    let c = cl.connect(0);
+    cl.send_json(&c, json!({"event":"pusher:subscribe","data":{"channel":"private-a","auth":"app-key:00"}}));
+    let out = cl.take(&c);
+    assert_eq!(out[0]["event"], "pusher:subscription_error");
+    assert_eq!(out[0]["data"]["status"], 401);
+    assert_eq!(out[0]["data"]["type"], "AuthError");
+    cl.subscribe(&c, "private-a", None);
+    assert_eq!(events(&cl.take(&c)), ["pusher_internal:subscription_succeeded"]);
+}
+
+#[test]
+fn presence_counts_connections_per_user_across_cores() {
+    let mut cl = Cluster::new(2, |_| {});
+    let ann = r#"{"user_id":"ann","user_info":{"name":"Ann"}}"#;
+    let bob = r#"{"user_id":"bob"}"#;
+    let ann0 = cl.connect(0);
+    let ann1 = cl.connect(1);
+    let bob0 = cl.connect(1);
+    cl.subscribe(&bob0, "presence-room", Some(bob));
+    let out = cl.take(&bob0);
+    assert_eq!(data_of(&out[0])["presence"]["count"], 1);
+    cl.subscribe(&ann0, "presence-room", Some(ann));
+    let joined = cl.take(&ann0);
+    let p = data_of(&joined[0]);
+    assert_eq!(p["presence"]["count"], 2);
+    assert_eq!(p["presence"]["hash"]["ann"]["name"], "Ann");
+    let added = cl.take(&bob0);
+    assert_eq!(events(&added), ["pusher_internal:member_added"]);
+    assert_eq!(data_of(&added[0])["user_id"], "ann");
+    // Ann's second connection, on the other core: no event for anyone.
+    cl.subscribe(&ann1, "presence-room", Some(ann));
+    assert_eq!(data_of(&cl.take(&ann1)[0])["presence"]["count"], 2);
+    assert!(cl.take(&bob0).is_empty());
+    assert!(cl.take(&ann0).is_empty());
+    // Ann's first connection leaves: she is still there.
+    cl.send_json(&ann0, json!({"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}));
+    assert!(cl.take(&bob0).is_empty());
+    // Her last connection closes: member_removed, once.
+    cl.cores[1].remove(ann1.key);
+    cl.pump();
+    let removed = cl.take(&bob0);
+    assert_eq!(events(&removed), ["pusher_internal:member_removed"]);
+    assert_eq!(data_of(&removed[0]), json!({"user_id": "ann"}));
+}
+
+#[test]
+fn presence_member_limit_refuses_new_users_only() {
+    let mut cl = Cluster::new(2, |cfg| cfg.apps[0].max_presence_members = 1);
+    let a1 = cl.connect(0);
+    let a2 = cl.connect(1);
+    let b = cl.connect(0);
+    cl.subscribe(&a1, "presence-x", Some(r#"{"user_id":"a"}"#));
+    cl.subscribe(&a2, "presence-x", Some(r#"{"user_id":"a"}"#));
+    cl.subscribe(&b, "presence-x", Some(r#"{"user_id":"b"}"#));
+    assert_eq!(events(&cl.take(&a2)), ["pusher_internal:subscription_succeeded"]);
+    let out = cl.take(&b);
+    assert_eq!(out[0]["event"], "pusher:subscription_error");
+    assert_eq!(out[0]["data"]["type"], "LimitReached");
+    // The refused connection's leave must not count against user a.
+    cl.cores[0].remove(b.key);
+    cl.pump();
+    assert!(cl.take(&a1).iter().all(|m| m["event"] != "pusher_internal:member_removed"));
+}
+
+#[test]
+fn client_events_relay_to_others_with_user_id_on_presence() {
+    let mut cl = Cluster::new(2, |_| {});
+    let a = cl.connect(0);
+    let b = cl.connect(1);
+    cl.subscribe(&a, "presence-chat", Some(r#"{"user_id":"7"}"#));
+    cl.subscribe(&b, "presence-chat", Some(r#"{"user_id":"8"}"#));
+    cl.take(&a);
+    cl.take(&b);
+    cl.send_json(&a, json!({"event":"client-typing","channel":"presence-chat","data":{"typing":true}}));
+    let got = cl.take(&b);
+    assert_eq!(got[0]["event"], "client-typing");
+    assert_eq!(got[0]["data"], json!({"typing": true}), "data relayed verbatim, not stringified");
+    assert_eq!(got[0]["user_id"], "7");
+    assert!(cl.take(&a).is_empty(), "not echoed to the sender");
+    // Public channels refuse client events.
+    cl.subscribe(&a, "public", None);
+    cl.take(&a);
+    cl.send_json(&a, json!({"event":"client-x","channel":"public","data":{}}));
+    let err = cl.take(&a);
+    assert_eq!(err[0]["event"], "pusher:error");
+}
+
+#[test]
+fn client_events_are_rate_limited_per_connection() {
+    let mut cl = Cluster::new(1, |_| {});
+    let a = cl.connect(0);
+    let b = cl.connect(0);
+    cl.subscribe(&a, "private-c", None);
+    cl.subscribe(&b, "private-c", None);
+    cl.take(&a);
+    cl.take(&b);
+    for i in 0..15 {
+        cl.send_json(&a, json!({"event":"client-n","channel":"private-c","data":i}));
+    }
+    assert_eq!(cl.take(&b).len(), 10);
+    let errors = cl.take(&a);
+    assert_eq!(errors.len(), 5);
+    assert!(errors.iter().all(|e| e["data"]["code"] == 4301));
+    cl.cores[0].tick(1);
+    cl.send_json(&a, json!({"event":"client-n","channel":"private-c","data":99}));
+    assert_eq!(cl.take(&b).len(), 1, "the next second allows more");
+}
+
+#[test]
+fn cache_channels_replay_the_last_event_or_report_a_miss() {
+    let mut cl = Cluster::new(2, |_| {});
+    let a = cl.connect(0);
+    cl.subscribe(&a, "cache-prices", None);
+    assert_eq!(events(&cl.take(&a)), ["pusher_internal:subscription_succeeded", "pusher:cache_miss"]);
+    let frame = crate::pusher::messages::event("price", Some("cache-prices"), "42");
+    cl.cores[1].publish(0, "cache-prices", frame, None, Some(("price".into(), "42".into())));
+    cl.pump();
+    cl.take(&a);
+    let b = cl.connect(0);
+    cl.subscribe(&b, "cache-prices", None);
+    let out = cl.take(&b);
+    assert_eq!(events(&out), ["pusher_internal:subscription_succeeded", "price"]);
+    assert_eq!(out[1]["data"], "42");
+}
+
+#[test]
+fn signin_then_server_to_user_delivery_and_termination() {
+    let mut cl = Cluster::new(2, |_| {});
+    let a = cl.connect(1);
+    let user_data = r#"{"id":"u42","user_info":{"name":"Q"}}"#;
+    let sig = auth::sign("app-secret", &[format!("{}::user::{user_data}", a.socket_id).as_bytes()]);
+    cl.send_json(
+        &a,
+        json!({"event":"pusher:signin","data":{"auth": format!("app-key:{sig}"), "user_data": user_data}}),
+    );
+    let out = cl.take(&a);
+    assert_eq!(out[0]["event"], "pusher:signin_success");
+    assert_eq!(data_of(&out[0])["user_data"], user_data);
+    cl.send_json(&a, json!({"event":"pusher:subscribe","data":{"channel":"#server-to-user-u42","auth":""}}));
+    assert_eq!(events(&cl.take(&a)), ["pusher_internal:subscription_succeeded"]);
+    let frame = crate::pusher::messages::event("dm", Some("#server-to-user-u42"), "hi");
+    cl.cores[0].publish(0, "#server-to-user-u42", frame, None, None);
+    cl.pump();
+    assert_eq!(cl.take(&a)[0]["data"], "hi");
+    cl.cores[0].terminate_user(0, "u42");
+    cl.pump();
+    let out = cl.take(&a);
+    assert_eq!(out[0]["data"]["code"], 4009);
+    assert_eq!(out[1]["close"], 4009);
+}
+
+#[test]
+fn bad_signin_closes_with_4009() {
+    let mut cl = Cluster::new(1, |_| {});
+    let a = cl.connect(0);
+    cl.send_json(
+        &a,
+        json!({"event":"pusher:signin","data":{"auth":"app-key:bad","user_data":"{\"id\":\"x\"}"}}),
+    );
+    let out = cl.take(&a);
+    assert_eq!(out[0]["data"]["code"], 4009);
+    assert_eq!(out[1]["close"], 4009);
+}
+
+#[test]
+fn app_quota_is_exact_across_cores() {
+    let mut cl = Cluster::new(2, |cfg| cfg.apps[0].max_connections = 2);
+    let a = cl.connect(0);
+    let b = cl.connect(1);
+    assert!(!a.socket_id.is_empty() && !b.socket_id.is_empty());
+    let c = cl.connect(0);
+    let out = cl.take(&c);
+    assert_eq!(out[0]["data"]["code"], 4004);
+    assert_eq!(out[1]["close"], 4004);
+    cl.cores[c.shard].remove(c.key);
+    // A connection that closes gives its place back.
+    cl.cores[1].remove(b.key);
+    cl.pump();
+    let d = cl.connect(1);
+    assert!(!d.socket_id.is_empty(), "admitted after a release");
+}
+
+#[test]
+fn full_server_answers_pusher_clients_with_4100() {
+    let mut cl = Cluster::new(1, |cfg| cfg.max_connections = 1);
+    let _a = cl.connect(0);
+    let b = cl.connect(0);
+    let out = cl.take(&b);
+    assert_eq!(out[0]["data"]["code"], 4100);
+    assert_eq!(out[1]["close"], 4100);
+    assert_eq!(cl.cores[0].ws_count(), 1, "the refused connection is not counted");
+}
+
+#[test]
+fn silent_pusher_client_is_pinged_then_closed_with_4201() {
+    let mut cl = Cluster::new(1, |cfg| {
+        cfg.activity_timeout = 5;
+        cfg.pong_timeout = 2;
+    });
+    let a = cl.connect(0);
+    cl.cores[0].tick(5);
+    assert_eq!(events(&cl.take(&a)), ["pusher:ping"]);
+    cl.cores[0].tick(7);
+    let out = cl.take(&a);
+    assert_eq!(out[0]["data"]["code"], 4201);
+    assert_eq!(out[1]["close"], 4201);
+}
+
+#[test]
+fn http_api_publishes_with_a_valid_signature_only() {
+    let mut cl = Cluster::new(2, |_| {});
+    let a = cl.connect(1);
+    cl.subscribe(&a, "orders", None);
+    cl.take(&a);
+    let body = r#"{"name":"created","channels":["orders"],"data":"{\"id\":1}"}"#;
+    let request = |cl: &mut Cluster, body: &str, ts: i64| {
+        let md5 = format!("{:x}", md5::compute(body));
+        let q = format!("auth_key=app-key&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}");
+        let sig = auth::sign("app-secret", &[format!("POST\n/apps/1/events\n{q}").as_bytes()]);
+        let req = format!(
+            "POST /apps/1/events?{q}&auth_signature={sig} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        cl.http(0, &req)
+    };
+    let resp = request(&mut cl, body, 1_700_000_000);
+    assert!(resp.starts_with("HTTP/1.1 200 ") && resp.ends_with("{}"), "{resp}");
+    let got = cl.take(&a);
+    assert_eq!(got[0]["event"], "created");
+    assert_eq!(got[0]["data"], "{\"id\":1}");
+    let stale = request(&mut cl, body, 1_700_000_000 - 601);
+    assert!(stale.starts_with("HTTP/1.1 401 "), "{stale}");
+    let big = format!(r#"{{"name":"x","channel":"orders","data":"{}"}}"#, "a".repeat(10 * 1024 + 1));
+    assert!(request(&mut cl, &big, 1_700_000_000).starts_with("HTTP/1.1 413 "));
+    let too_many: Vec<String> = (0..101).map(|i| format!("c{i}")).collect();
+    let many = json!({"name":"x","channels":too_many,"data":"d"}).to_string();
+    assert!(request(&mut cl, &many, 1_700_000_000).starts_with("HTTP/1.1 400 "));
+}
