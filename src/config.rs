@@ -77,6 +77,10 @@ pub struct Cli {
     /// Largest HTTP request body accepted, in bytes (larger: 413) [default: 102400].
     #[arg(long, env = "CORECAST_MAX_BODY_SIZE")]
     pub max_body_size: Option<usize>,
+    /// SO_SNDBUF of accepted sockets, in bytes; caps the kernel's send buffer per connection
+    /// (so a client that stops reading is detected sooner); 0 keeps kernel autotuning [default: 0].
+    #[arg(long, env = "CORECAST_SOCKET_SEND_BUFFER")]
+    pub socket_send_buffer: Option<usize>,
     /// Node id in socket ids (1..=999999); 0 picks one at random at start-up [default: 0].
     #[arg(long, env = "CORECAST_NODE_ID")]
     pub node_id: Option<u32>,
@@ -114,6 +118,7 @@ pub struct Config {
     pub max_outbound_bytes: usize,
     pub ring_capacity: usize,
     pub max_body_size: usize,
+    pub socket_send_buffer: usize,
     pub node_id: u32,
     /// Apps; empty in the file means the development app (see `pusher::apps`).
     pub apps: Vec<App>,
@@ -138,6 +143,7 @@ impl Default for Config {
             max_outbound_bytes: 256 * 1024,
             ring_capacity: 4096,
             max_body_size: 100 * 1024,
+            socket_send_buffer: 0,
             node_id: 0,
             apps: Vec::new(),
         }
@@ -192,6 +198,7 @@ impl Config {
             max_outbound_bytes,
             ring_capacity,
             max_body_size,
+            socket_send_buffer,
             node_id
         );
         if cfg.apps.is_empty() {

@@ -131,7 +131,8 @@ pub(crate) enum Pushed {
 /// the task when the queue was empty). A free function over the fields it needs, so that fan-out
 /// can call it while iterating a channel's subscribers.
 pub(crate) fn push_frame(conn: &mut Conn, io: &dyn SocketIo, stats: &mut Stats, bytes: &Bytes) -> Pushed {
-    if conn.has(flag::KILL) {
+    // Nothing follows our close frame (RFC 6455 §5.5.1) or a final HTTP response.
+    if conn.has(flag::KILL) || conn.has(flag::CLOSE_AFTER_FLUSH) || conn.phase == Phase::Closing {
         return Pushed::Dead;
     }
     stats.frames_out += 1;
@@ -156,7 +157,11 @@ pub(crate) fn push_frame(conn: &mut Conn, io: &dyn SocketIo, stats: &mut Stats, 
     }
     let was_empty = conn.out.is_none();
     let q = conn.out.get_or_insert_with(|| Box::new(OutQueue::default()));
-    q.push(if offset == 0 { bytes.clone() } else { bytes.slice(offset..) });
+    if offset == 0 {
+        q.push(bytes.clone());
+    } else {
+        q.push_rest(bytes.slice(offset..));
+    }
     let queued = q.bytes();
     if was_empty {
         conn.wake();
@@ -330,26 +335,33 @@ impl Core {
 
     /// A connection's queue went over `max_outbound_bytes`.
     pub(crate) fn over_budget(&mut self, key: ConnKey) {
-        let Some(conn) = self.conn_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key.idx as usize).filter(|c| c.generation == key.generation)
+        else {
+            return;
+        };
         match conn.endpoint {
             // The peer reads slower than it sends: stop reading until it catches up.
             Endpoint::Echo | Endpoint::None => conn.set(flag::READ_PAUSED),
             // A subscriber that does not keep up is cut off rather than buffered without bound.
             Endpoint::Pusher => {
-                conn.out = None;
-                self.stats.slow_consumers += 1;
-                self.send(
-                    key,
-                    crate::pusher::messages::error(
-                        Some(4100),
-                        "Over capacity: client is not reading fast enough",
-                        None,
-                    ),
-                );
-                self.close_ws(key, 4100, "Over capacity: client is not reading fast enough");
-                if let Some(conn) = self.conn_mut(key) {
-                    conn.set(flag::CLOSE_AFTER_FLUSH);
+                if conn.phase != Phase::Open {
+                    return;
                 }
+                if let Some(q) = conn.out.as_mut() {
+                    q.clear_unstarted();
+                    if q.is_empty() {
+                        conn.out = None;
+                    }
+                }
+                // The farewell frames bypass the budget (they are what ends it).
+                let why = "Over capacity: client is not reading fast enough";
+                for frame in
+                    [crate::pusher::messages::error(Some(4100), why, None), frame::encode_close(4100, why)]
+                {
+                    push_frame(conn, &*self.io, &mut self.stats, &frame);
+                }
+                self.stats.slow_consumers += 1;
+                self.close_after_flush(key);
             }
         }
     }
@@ -360,13 +372,14 @@ impl Core {
         if conn.phase != Phase::Open {
             return;
         }
-        conn.phase = Phase::Closing;
         conn.clear(flag::PING_SENT);
+        // The close frame is the last frame sent: queue it, then enter Closing.
         self.send(key, frame::encode_close(code, reason));
         self.enter_closing(key);
     }
 
-    /// Marks the connection to be closed once its queue is written, with a timeout.
+    /// Marks the connection to be closed once its queue is written, with a timeout. Nothing
+    /// more is sent on it.
     pub fn close_after_flush(&mut self, key: ConnKey) {
         if let Some(conn) = self.conn_mut(key) {
             conn.set(flag::CLOSE_AFTER_FLUSH);

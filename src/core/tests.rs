@@ -312,3 +312,31 @@ fn idle_websocket_has_no_heap_state() {
     feed(&mut core, key, &masked(1, b"x"));
     assert_eq!(core.conn(key).unwrap().heap_bytes(), 0);
 }
+
+#[test]
+fn regression_no_frame_follows_our_close_frame() {
+    let (mut core, io) = core();
+    let key = open_echo(&mut core, &io, 3);
+    core.close_ws(key, 1001, "bye");
+    let closing = io.take(3);
+    assert_eq!(closing[0], 0x88);
+    core.send(key, crate::protocol::frame::encode(crate::protocol::frame::Opcode::Text, b"late"));
+    assert!(io.take(3).is_empty(), "a data frame after the close frame");
+}
+
+#[test]
+fn regression_cutting_a_slow_consumer_keeps_a_partly_written_frame() {
+    use super::conn::Endpoint;
+    let cfg = Config { echo: true, cores: 1, max_outbound_bytes: 100, ..Config::default() };
+    let (mut core, io) = core_with(cfg);
+    let key = open_echo(&mut core, &io, 3);
+    core.conn_mut(key).unwrap().endpoint = Endpoint::Pusher;
+    // The socket takes 5 bytes of the first frame, then nothing.
+    io.0.borrow_mut().room.insert(3, 5);
+    core.send(key, crate::protocol::frame::encode(crate::protocol::frame::Opcode::Text, &[b'a'; 60]));
+    core.send(key, crate::protocol::frame::encode(crate::protocol::frame::Opcode::Text, &[b'b'; 60]));
+    // Over budget: the unstarted frame is dropped, the started one is completed first.
+    let TaskView::Write(front) = view(&mut core, key) else { panic!("queued output") };
+    assert_eq!(front.len(), 62 - 5, "the rest of the partly written frame comes first");
+    assert_eq!(core.stats.slow_consumers, 1);
+}

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::Core;
-use super::conn::{ConnKey, Endpoint, Phase, flag};
+use super::conn::{ConnKey, Endpoint, Phase};
 use crate::protocol::decoder::{self, Event};
 use crate::protocol::frame::{self, Opcode};
 
@@ -33,9 +33,8 @@ impl Core {
     /// Fails the connection (RFC 6455 §7.1.7): close frame with `code`, then close the socket.
     /// The frame stream cannot be parsed further, so the peer's close is not awaited.
     pub fn fail(&mut self, key: ConnKey, code: u16, reason: &str) {
-        let Some(conn) = self.conn_mut(key) else { return };
+        let Some(conn) = self.conn(key) else { return };
         if conn.phase == Phase::Open {
-            conn.phase = Phase::Closing;
             self.send(key, frame::encode_close(code, reason));
         }
         self.close_after_flush(key);
@@ -68,9 +67,6 @@ impl Core {
                     Some(code) => frame::encode_close(code, ""),
                     None => Bytes::from_static(&[0x88, 0x00]),
                 };
-                if let Some(conn) = self.conn_mut(key) {
-                    conn.phase = Phase::Closing;
-                }
                 self.send(key, reply);
                 self.close_after_flush(key);
             }
@@ -97,10 +93,9 @@ impl Core {
     /// Heartbeat: no reply to our ping in time.
     pub(super) fn heartbeat_failed(&mut self, key: ConnKey) {
         self.stats.ping_timeouts += 1;
-        if let Some(conn) = self.conn_mut(key) {
+        if let Some(conn) = self.conn(key) {
             // The peer is presumed dead: tell it why if it is not, but do not wait for it.
             if conn.phase == Phase::Open {
-                conn.phase = Phase::Closing;
                 if conn.endpoint == Endpoint::Pusher {
                     self.send(
                         key,
@@ -112,9 +107,6 @@ impl Core {
                 }
             }
         }
-        if let Some(conn) = self.conn_mut(key) {
-            conn.set(flag::CLOSE_AFTER_FLUSH);
-            conn.wake();
-        }
+        self.close_after_flush(key);
     }
 }

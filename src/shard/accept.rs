@@ -8,12 +8,15 @@ use std::os::fd::AsRawFd;
 use super::conn_task;
 use super::local::with_core;
 
-pub async fn run(listener: TcpListener) {
+pub async fn run(listener: TcpListener, send_buffer: usize) {
     let mut last_error_log: Option<std::time::Instant> = None;
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
+                if send_buffer > 0 {
+                    let _ = super::sys::set_send_buffer(&stream, send_buffer);
+                }
                 let key = with_core(|core| core.accept(stream.as_raw_fd()));
                 glommio::spawn_local(conn_task::serve(stream, key)).detach();
             }

@@ -29,8 +29,10 @@ use control::Command;
 const IO_MEMORY: usize = 64 * 1024;
 
 /// Starts every shard and the control executor; returns when all shards have drained.
-pub fn run(cfg: Config) -> Result<(), String> {
+pub fn run(mut cfg: Config) -> Result<(), String> {
     let count = cfg.executor_count();
+    // Fix the count now: inside a pinned executor the affinity mask shows one core.
+    cfg.cores = count;
     let cpus: Vec<usize> =
         core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default();
     let addr = SocketAddr::new(cfg.host, cfg.port);
@@ -98,7 +100,7 @@ async fn shard_main(
     local::install(core);
     let mesh = glommio::spawn_local(mesh::run(links));
     let listener = sys::adopt_listener(socket);
-    let accept = glommio::spawn_local(accept::run(listener));
+    let accept = glommio::spawn_local(accept::run(listener, cfg.socket_send_buffer));
     let ticker = glommio::spawn_local(ticker::run(started));
     let commands = commands.connect().await;
     log::debug!("shard {shard} ready");

@@ -30,3 +30,12 @@ pub fn adopt_listener(socket: socket2::Socket) -> glommio::net::TcpListener {
     // socket that nothing else owns; the glommio listener takes sole ownership and closes it.
     unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
 }
+
+/// Sets SO_SNDBUF on an accepted stream (glommio's stream exposes only its raw fd).
+pub fn set_send_buffer(stream: &glommio::net::TcpStream, bytes: usize) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the fd belongs to `stream`, which is borrowed for the whole call, so it stays
+    // open; the BorrowedFd does not outlive this function.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    socket2::SockRef::from(&fd).set_send_buffer_size(bytes)
+}

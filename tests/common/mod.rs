@@ -200,3 +200,45 @@ pub fn testenv() -> PathBuf {
     );
     dir
 }
+
+/// Publishes one event through the signed HTTP API (as a backend would); returns the status line
+/// and body.
+pub fn publish(addr: &str, channels: &[&str], name: &str, data: &str) -> (String, String) {
+    let body = serde_json::json!({"name": name, "channels": channels, "data": data}).to_string();
+    signed_request(addr, "POST", "/apps/1/events", "", &body)
+}
+
+/// A signed HTTP API request with the development app's credentials.
+pub fn signed_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    extra_query: &str,
+    body: &str,
+) -> (String, String) {
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut params =
+        vec!["auth_key=app-key".to_string(), format!("auth_timestamp={ts}"), "auth_version=1.0".to_string()];
+    if !body.is_empty() {
+        params.push(format!("body_md5={:x}", md5::compute(body)));
+    }
+    params.extend(extra_query.split('&').filter(|p| !p.is_empty()).map(String::from));
+    params.sort();
+    let query = params.join("&");
+    let sig = corecast::pusher::auth::sign("app-secret", &[format!("{method}\n{path}\n{query}").as_bytes()]);
+    let req = format!(
+        "{method} {path}?{query}&auth_signature={sig} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = raw_exchange(addr, req.as_bytes(), Duration::from_secs(10));
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+}
+
+/// Server RSS in bytes, from /proc.
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
