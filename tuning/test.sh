@@ -4,6 +4,7 @@
 # a throw-away network namespace; on the host it runs with --dry-run. The host
 # values of every key in sysctl.d/99-corecast.conf are compared before/after
 # (and put back if anything went wrong). Exits non-zero on any failure.
+# shellcheck source-path=SCRIPTDIR
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
