@@ -81,6 +81,9 @@ pub struct Cli {
     /// (so a client that stops reading is detected sooner); 0 keeps kernel autotuning [default: 0].
     #[arg(long, env = "CORECAST_SOCKET_SEND_BUFFER")]
     pub socket_send_buffer: Option<usize>,
+    /// Also serve /metrics (and only it, / and /ready) on this port; 0: main port only [default: 0].
+    #[arg(long, env = "CORECAST_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
     /// Node id in socket ids (1..=999999); 0 picks one at random at start-up [default: 0].
     #[arg(long, env = "CORECAST_NODE_ID")]
     pub node_id: Option<u32>,
@@ -119,6 +122,7 @@ pub struct Config {
     pub ring_capacity: usize,
     pub max_body_size: usize,
     pub socket_send_buffer: usize,
+    pub metrics_port: u16,
     pub node_id: u32,
     /// Apps; empty in the file means the development app (see `pusher::apps`).
     pub apps: Vec<App>,
@@ -144,6 +148,7 @@ impl Default for Config {
             ring_capacity: 4096,
             max_body_size: 100 * 1024,
             socket_send_buffer: 0,
+            metrics_port: 0,
             node_id: 0,
             apps: Vec::new(),
         }
@@ -199,6 +204,7 @@ impl Config {
             ring_capacity,
             max_body_size,
             socket_send_buffer,
+            metrics_port,
             node_id
         );
         if cfg.apps.is_empty() {

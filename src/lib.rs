@@ -4,7 +4,9 @@
 pub mod capacity;
 pub mod config;
 pub mod core;
+pub mod metrics;
 pub mod protocol;
 pub mod pusher;
 pub mod shard;
 pub mod startup;
+pub mod webhooks;

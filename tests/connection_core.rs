@@ -265,3 +265,22 @@ fn second_signal_exits_at_once() {
     let status = server.wait_exit(Duration::from_secs(5)).expect("exits at once on the second signal");
     assert_ne!(status.code(), Some(0));
 }
+
+#[test]
+fn metrics_port_serves_only_metrics() {
+    let port = free_port();
+    let server = Server::start(&["--metrics-port", &port.to_string()]);
+    let metrics = format!("127.0.0.1:{port}");
+    let t = Duration::from_secs(5);
+    let resp = raw_exchange(&metrics, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", t);
+    let text = String::from_utf8_lossy(&resp);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK") && text.contains("corecast_websocket_connections_all"),
+        "{text}"
+    );
+    let resp = raw_exchange(&metrics, b"GET /apps/1/channels HTTP/1.1\r\nConnection: close\r\n\r\n", t);
+    assert_eq!(status_of(&resp), "HTTP/1.1 404 Not Found");
+    // The main port serves /metrics too.
+    let resp = raw_exchange(&server.addr(), b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", t);
+    assert_eq!(status_of(&resp), "HTTP/1.1 200 OK");
+}

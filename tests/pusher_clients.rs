@@ -7,6 +7,22 @@ use std::process::Command;
 
 use common::*;
 
+fn python(server: &Server, script: &str) {
+    let env = testenv();
+    let out = Command::new(env.join("py/bin/python"))
+        .arg(format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
+        .arg(server.port.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}
+
 fn scenario(server: &Server, script: &str, env: &[(&str, &str)]) {
     testenv();
     let out = Command::new("node")
@@ -110,4 +126,56 @@ fn official_python_sdk_signs_and_publishes() {
         String::from_utf8_lossy(&out.stderr),
         server.log()
     );
+}
+
+#[test]
+fn http_api_with_the_official_node_sdk() {
+    scenario(&Server::start(&["--cores", "2"]), "http_api.js", &[]);
+}
+
+#[test]
+fn webhooks_verified_by_the_official_node_sdk() {
+    let hook = free_port();
+    let url = format!("http://127.0.0.1:{hook}/hooks");
+    let server = Server::start(&["--cores", "2", "--webhook-url", &url]);
+    scenario(&server, "webhooks.js", &[("HOOK_PORT", &hook.to_string())]);
+}
+
+#[test]
+fn http_api_and_webhooks_with_the_official_python_sdk() {
+    let env = testenv();
+    let hook = free_port();
+    let url = format!("http://127.0.0.1:{hook}/hooks");
+    let server = Server::start(&["--cores", "2", "--webhook-url", &url]);
+    let out = Command::new(env.join("py/bin/python"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/pusher_python_api_webhooks.py"))
+        .args([server.port.to_string(), hook.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}
+
+#[test]
+fn metrics_match_the_work_done() {
+    python(&Server::start(&["--cores", "2"]), "metrics_check.py");
+}
+
+#[test]
+fn per_app_limits_answer_with_pusher_codes() {
+    let dir = std::env::temp_dir().join(format!("corecast-limits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("limits.toml");
+    std::fs::write(
+        &cfg,
+        "[[apps]]\nid = \"1\"\nkey = \"app-key\"\nsecret = \"app-secret\"\nclient_events = true\n\
+         max_channels_per_connection = 2\nmax_event_bytes = 100\nmax_api_requests_per_second = 4\n",
+    )
+    .unwrap();
+    python(&Server::start(&["--config", cfg.to_str().unwrap(), "--cores", "2"]), "app_limits.py");
 }

@@ -32,6 +32,8 @@ pub enum Endpoint {
     None,
     Echo,
     Pusher,
+    /// Accepted on the metrics listener: only /metrics, / and /ready are served.
+    Metrics,
 }
 
 /// Flag bits in `Conn::flags`.

@@ -14,6 +14,8 @@ pub(crate) enum Outcome {
     Respond(Bytes, bool),
     /// Complete a WebSocket handshake to this endpoint.
     Upgrade(Upgrade),
+    /// The response needs other cores' answers; the connection waits (see `finish_deferred`).
+    Deferred,
 }
 
 pub(crate) struct Upgrade {
@@ -28,13 +30,41 @@ pub(crate) struct Upgrade {
 
 impl Core {
     pub(super) fn on_http_bytes(&mut self, key: ConnKey, input: &mut [u8]) {
+        let waiting = self.pusher.waiting_conns.contains(&key.idx);
+        let limit = http::MAX_HEAD + self.settings.max_body;
         let Some(conn) = self.conn_mut(key) else { return };
+        if waiting {
+            // A request is waiting for other cores: keep what follows (pipelined requests).
+            let head = conn.head.get_or_insert_with(Default::default);
+            head.extend_from_slice(input);
+            if head.len() > limit {
+                let resp = http::text(431, "too much pipelined data", &[], false);
+                self.respond_and_close(key, resp);
+            }
+            return;
+        }
         match conn.head.take() {
             None => self.consume_requests(key, input),
             Some(mut carried) => {
                 carried.extend_from_slice(input);
                 self.consume_requests(key, &mut carried[..]);
             }
+        }
+    }
+
+    /// Sends the response of a request that waited for other cores, then goes on with what the
+    /// client sent meanwhile.
+    pub(crate) fn finish_deferred(&mut self, key: ConnKey, resp: Bytes, keep_alive: bool) {
+        let keep_alive = keep_alive && !self.draining;
+        if !keep_alive {
+            return self.respond_and_close(key, resp);
+        }
+        self.send(key, resp);
+        let now = self.now;
+        let Some(conn) = self.conn_mut(key) else { return };
+        conn.last_seen = now;
+        if let Some(mut rest) = conn.head.take() {
+            self.consume_requests(key, &mut rest[..]);
         }
     }
 
@@ -81,6 +111,14 @@ impl Core {
                         return;
                     }
                 }
+                Outcome::Deferred => {
+                    if pos < data.len()
+                        && let Some(conn) = self.conn_mut(key)
+                    {
+                        conn.head = Some(Box::new(data[pos..].to_vec()));
+                    }
+                    return;
+                }
                 Outcome::Upgrade(up) => {
                     self.send(key, handshake::switching_protocols(&up.accept));
                     let endpoint = up.endpoint;
@@ -125,6 +163,13 @@ impl Core {
     fn route(&mut self, key: ConnKey, req: &Request<'_>, body: &[u8]) -> Outcome {
         let keep_alive = req.keep_alive();
         let path = req.path();
+        let metrics_only = self.conn(key).is_some_and(|c| c.endpoint == Endpoint::Metrics);
+        if metrics_only && !matches!(path, "/metrics" | "/" | "/ready") {
+            return Outcome::Respond(
+                http::text(404, "only /metrics is served on this port", &[], keep_alive),
+                keep_alive,
+            );
+        }
         if path == "/echo" && self.settings.echo {
             return self.upgrade(req, Endpoint::Echo, 0, None);
         }
@@ -134,6 +179,10 @@ impl Core {
         }
         if path.starts_with("/apps/") || path.starts_with("/users/") {
             return self.http_api(key, req, body);
+        }
+        if path == "/metrics" && req.method == "GET" {
+            use crate::pusher::query::{Question, Reply};
+            return self.ask_all(key, keep_alive, Question::Report, Reply::Metrics);
         }
         let get = req.method == "GET" || req.method == "HEAD";
         match path {

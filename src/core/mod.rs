@@ -117,6 +117,10 @@ pub struct Core {
     /// Messages for each other core, in order, until the shard's mesh pump sends them.
     pub(crate) outbox: Vec<VecDeque<PeerMsg>>,
     outbox_waker: Option<std::task::Waker>,
+    /// The process's resident memory, as last read by the shard (for /metrics).
+    pub(crate) process_rss: u64,
+    /// This core's ring to the webhook dispatcher (when any app has webhooks).
+    pub(crate) webhooks: Option<crate::webhooks::Sink>,
 }
 
 /// What happened to a frame offered to a connection.
@@ -189,7 +193,19 @@ impl Core {
             pusher,
             outbox: (0..shards).map(|_| VecDeque::new()).collect(),
             outbox_waker: None,
+            process_rss: 0,
+            webhooks: None,
         }
+    }
+
+    /// Connects this core to the webhook dispatcher.
+    pub fn set_webhook_sink(&mut self, sink: Option<crate::webhooks::Sink>) {
+        self.webhooks = sink;
+    }
+
+    /// Records the process's resident memory (read by the shard from /proc).
+    pub fn set_process_rss(&mut self, bytes: u64) {
+        self.process_rss = bytes;
     }
 
     /// Where connection `key` lives, for socket ids and cross-core replies.
@@ -232,6 +248,15 @@ impl Core {
     /// Puts a message back at the front (its ring was full).
     pub fn requeue_for_peer(&mut self, peer: usize, msg: PeerMsg) {
         self.outbox[peer].push_front(msg);
+    }
+
+    /// Registers a socket accepted on the metrics listener.
+    pub fn accept_metrics(&mut self, fd: i32) -> ConnKey {
+        let key = self.accept(fd);
+        if let Some(conn) = self.conn_mut(key) {
+            conn.endpoint = Endpoint::Metrics;
+        }
+        key
     }
 
     /// Registers an accepted socket and starts its handshake timeout.
@@ -341,7 +366,7 @@ impl Core {
         };
         match conn.endpoint {
             // The peer reads slower than it sends: stop reading until it catches up.
-            Endpoint::Echo | Endpoint::None => conn.set(flag::READ_PAUSED),
+            Endpoint::Echo | Endpoint::None | Endpoint::Metrics => conn.set(flag::READ_PAUSED),
             // A subscriber that does not keep up is cut off rather than buffered without bound.
             Endpoint::Pusher => {
                 if conn.phase != Phase::Open {

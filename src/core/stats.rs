@@ -1,7 +1,11 @@
 //! Per-core counters: plain integers owned by one core, summed across cores at scrape time.
 
+use std::collections::BTreeMap;
+
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
+    /// HTTP API requests by response status.
+    pub api_requests: BTreeMap<u16, u64>,
     pub accepted: u64,
     pub closed: u64,
     pub ws_opened: u64,
@@ -20,4 +24,12 @@ pub struct Stats {
     pub published: u64,
     pub deliveries: u64,
     pub ring_overflows: u64,
+    /// Webhook events dropped because this core's ring to the dispatcher was full.
+    pub webhooks_dropped: u64,
+}
+
+impl Stats {
+    pub fn count_api(&mut self, status: u16) {
+        *self.api_requests.entry(status).or_default() += 1;
+    }
 }

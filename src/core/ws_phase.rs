@@ -78,7 +78,7 @@ impl Core {
             (Endpoint::Echo, _) => self.send(key, frame::encode(opcode, payload)),
             (Endpoint::Pusher, Opcode::Text) => self.pusher_text(key, payload),
             // The Pusher protocol is text only; binary frames are ignored.
-            _ => {}
+            (Endpoint::Pusher, _) | (Endpoint::None | Endpoint::Metrics, _) => {}
         }
     }
 

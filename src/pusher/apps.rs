@@ -107,8 +107,8 @@ impl App {
             return Err(format!("app {}: client_event_rate must be at least 1", self.id));
         }
         for url in &self.webhooks {
-            if !url.starts_with("http://") {
-                return Err(format!("app {}: webhook {url:?} must be an http:// URL", self.id));
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("app {}: webhook {url:?} must be an http:// or https:// URL", self.id));
             }
         }
         Ok(())

@@ -112,15 +112,21 @@ impl Core {
             PeerMsg::TerminateUser { app, user_id } => self.terminate_local(app, &user_id),
             PeerMsg::AppReserve { app, from } => {
                 let granted = self.quota_reserve(app);
-                self.answer(from, PeerMsg::AppReserved { to: from.key, app, granted });
+                self.reply_to(from, PeerMsg::AppReserved { to: from.key, app, granted });
             }
             PeerMsg::AppReserved { to, app, granted } => self.quota_answer(to, app, granted),
             PeerMsg::AppRelease { app } => self.quota_release(app),
+            PeerMsg::Ask { id, from, question } => {
+                let answer = self.answer(&question);
+                self.send_to_peer(from, PeerMsg::Answered { id, answer });
+            }
+            PeerMsg::Answered { id, answer } => self.on_answer(id, answer),
+            PeerMsg::Occupancy { app, channel, shard, count } => self.occupancy(app, &channel, shard, count),
         }
     }
 
     /// Sends a reply to the core of `to` (handled at once when that is this core).
-    fn answer(&mut self, to: SocketRef, msg: PeerMsg) {
+    fn reply_to(&mut self, to: SocketRef, msg: PeerMsg) {
         if to.shard == self.shard {
             self.on_peer(msg);
         } else {
@@ -142,19 +148,30 @@ impl Core {
                     // Announced before the joiner's confirmation leaves this core, so every core
                     // sees member_added before the joiner is one of its subscribers.
                     self.publish(app, channel, messages::member_added(channel, &member), Some(from), None);
+                    self.webhook(
+                        app,
+                        serde_json::json!({"name": "member_added", "channel": channel, "user_id": member.id}),
+                    );
                 }
                 let ch = self.pusher.presence.channel(app, channel).expect("just joined");
                 let data = messages::presence_data(ch.members.values().map(|(m, _)| m));
                 (messages::subscription_succeeded(channel, &data), true)
             }
         };
-        self.answer(from, PeerMsg::PresenceJoined { to: from.key, app, channel: channel.into(), frame, ok });
+        self.reply_to(
+            from,
+            PeerMsg::PresenceJoined { to: from.key, app, channel: channel.into(), frame, ok },
+        );
     }
 
     /// On the owner core: a connection left a presence channel.
     pub(crate) fn presence_leave(&mut self, app: u32, channel: &str, user_id: &str, from: SocketRef) {
         if let Some(member) = self.pusher.presence.leave(app, channel, user_id, from) {
             self.publish(app, channel, messages::member_removed(channel, &member.id_json), None, None);
+            self.webhook(
+                app,
+                serde_json::json!({"name": "member_removed", "channel": channel, "user_id": member.id}),
+            );
         }
     }
 
@@ -169,7 +186,10 @@ impl Core {
             && !self.pusher.channels.get(id).is_some_and(|c| c.subscribers.contains(&to.idx));
         if still_joining {
             if ok {
-                self.pusher.channels.get_mut(id).expect("looked up").subscribers.insert(to.idx);
+                let subs = &mut self.pusher.channels.get_mut(id).expect("looked up").subscribers;
+                subs.insert(to.idx);
+                let now = subs.len();
+                self.subscribers_changed(app, channel, now - 1, now);
                 self.send(to, frame);
                 if names::classify(channel).cache {
                     self.send_cached(to, app, channel);

@@ -4,13 +4,21 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use super::auth;
 use super::messages;
 use super::names::{self, Kind};
+use super::query::{ChannelQuery, Filter, Question, Reply};
 use super::socket_id::SocketRef;
+use super::{CACHE_TTL, owner_of};
 use crate::core::Core;
 use crate::core::conn::ConnKey;
+use crate::core::http_phase::Outcome;
 use crate::protocol::http::{self, Request};
+
+/// Most events in one `batch_events` request.
+pub const MAX_BATCH: usize = 10;
 
 /// Most channels one event may go to.
 pub const MAX_CHANNELS_PER_EVENT: usize = 100;
@@ -30,8 +38,6 @@ impl ApiError {
     }
 }
 
-type ApiResult = Result<String, ApiError>;
-
 /// The body of `POST /apps/{id}/events` (and one entry of `batch_events`).
 #[derive(Debug, Deserialize)]
 pub(crate) struct EventBody {
@@ -40,7 +46,6 @@ pub(crate) struct EventBody {
     pub channel: Option<String>,
     pub channels: Option<Vec<String>>,
     pub socket_id: Option<String>,
-    #[allow(dead_code)]
     pub info: Option<String>,
 }
 
@@ -50,28 +55,29 @@ pub(crate) struct Event {
     pub data: String,
     pub channels: Vec<String>,
     pub except: Option<SocketRef>,
+    /// `info` asked: (user_count, subscription_count).
+    pub info: Option<(bool, bool)>,
+}
+
+/// Parses an `info` list; only the attributes in `allowed` may appear.
+fn parse_info(info: &str, allowed: &[&str]) -> Result<Vec<String>, ApiError> {
+    let attrs: Vec<String> =
+        info.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
+    for a in &attrs {
+        if !allowed.contains(&a.as_str()) {
+            return Err(ApiError::bad(format!("Unknown info attribute {a:?}: use {}", allowed.join(", "))));
+        }
+    }
+    Ok(attrs)
 }
 
 impl Core {
     /// Handles a request under `/apps/` (or the Python SDK's `/users/…/terminate_connections`).
-    pub(crate) fn http_api(
-        &mut self,
-        key: ConnKey,
-        req: &Request<'_>,
-        body: &[u8],
-    ) -> crate::core::http_phase::Outcome {
-        let _ = key;
+    pub(crate) fn http_api(&mut self, key: ConnKey, req: &Request<'_>, body: &[u8]) -> Outcome {
         let keep_alive = req.keep_alive();
-        let respond = |r: ApiResult| {
-            let resp = match r {
-                Ok(body) => json(200, &body, keep_alive),
-                Err(ApiError(status, msg)) => http::text(status, &msg, &[], keep_alive),
-            };
-            crate::core::http_phase::Outcome::Respond(resp, keep_alive)
-        };
         let path = req.path();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        // /users/{id}/terminate_connections: the app comes from auth_key.
+        // /users/{id}/terminate_connections (the Python SDK's path): the app comes from auth_key.
         let (app, rest): (Option<u16>, &[&str]) = match segments.as_slice() {
             ["apps", id, rest @ ..] => (self.pusher.app_by_id(id), rest),
             ["users", ..] => {
@@ -83,24 +89,87 @@ impl Core {
             }
             _ => (None, &[]),
         };
-        let Some(app) = app else {
-            return respond(Err(ApiError(404, "Unknown app: check the app id (or auth_key)".into())));
+        let result = match app {
+            None => Err(ApiError(404, "Unknown app: check the app id (or auth_key)".into())),
+            Some(app) => self.api_checked(key, keep_alive, app, req, body, rest),
         };
+        self.stats.count_api(match &result {
+            Ok(Outcome::Respond(resp, _)) => status_of(resp),
+            Ok(_) => 200,
+            Err(ApiError(status, _)) => *status,
+        });
+        match result {
+            Ok(outcome) => outcome,
+            Err(ApiError(status, msg)) => {
+                let extra: &[(&str, &str)] = if status == 429 { &[("Retry-After", "1")] } else { &[] };
+                Outcome::Respond(http::text(status, &msg, extra, keep_alive), keep_alive)
+            }
+        }
+    }
+
+    /// Checks the app, the rate limit and the signature, then routes.
+    fn api_checked(
+        &mut self,
+        key: ConnKey,
+        keep_alive: bool,
+        app: u16,
+        req: &Request<'_>,
+        body: &[u8],
+        rest: &[&str],
+    ) -> Result<Outcome, ApiError> {
         let a = &self.pusher.apps[app as usize];
         if !a.enabled {
-            return respond(Err(ApiError(403, "Application is disabled".into())));
+            return Err(ApiError(403, "Application is disabled".into()));
         }
-        if let Err(e) =
-            auth::verify_request(req.method, path, req.query(), body, &a.key, &a.secret, self.unix_now)
-        {
-            return respond(Err(ApiError(e.status(), e.message())));
+        let params =
+            auth::verify_request(req.method, req.path(), req.query(), body, &a.key, &a.secret, self.unix_now)
+                .map_err(|e| ApiError(e.status(), e.message()))?;
+        self.api_rate_limit(app)?;
+        let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let ok = |body: String| Ok(Outcome::Respond(json(200, &body, keep_alive), keep_alive));
+        match (req.method, rest) {
+            ("POST", ["events"]) => self.api_events(key, keep_alive, app, body),
+            ("POST", ["batch_events"]) => self.api_batch(key, keep_alive, app, body),
+            ("GET", ["channels"]) => {
+                self.api_channels(key, keep_alive, app, param("filter_by_prefix"), param("info"))
+            }
+            ("GET", ["channels", name]) => self.api_channel(key, keep_alive, app, name, param("info")),
+            ("GET", ["channels", name, "users"]) => self.api_users(key, keep_alive, app, name),
+            ("POST", ["users", user, "terminate_connections"]) => {
+                if !names::valid_user_id(user) {
+                    return Err(ApiError::bad(format!("Invalid user id {user:?}")));
+                }
+                self.terminate_user(app as u32, user);
+                ok("{}".into())
+            }
+            (_, ["events" | "batch_events"]) | (_, ["users", _, "terminate_connections"]) => {
+                Err(ApiError(405, format!("Use POST for {}", req.path())))
+            }
+            (_, ["channels", ..]) => Err(ApiError(405, format!("Use GET for {}", req.path()))),
+            _ => Err(ApiError(404, format!("No such API endpoint: {} {}", req.method, req.path()))),
         }
-        let result = match (req.method, rest) {
-            ("POST", ["events"]) => self.api_events(app, body),
-            (_, ["events"]) => Err(ApiError(405, "Use POST for /events".into())),
-            _ => Err(ApiError(404, format!("No such API endpoint: {} {path}", req.method))),
-        };
-        respond(result)
+    }
+
+    /// Per app and core: at most ⌈limit ÷ cores⌉ requests each second (429 beyond).
+    fn api_rate_limit(&mut self, app: u16) -> Result<(), ApiError> {
+        let limit = self.pusher.apps[app as usize].max_api_requests_per_second;
+        if limit == 0 {
+            return Ok(());
+        }
+        let per_core = limit.div_ceil(self.settings.shards.max(1));
+        let now = self.unix_now;
+        let window = &mut self.pusher.api_window[app as usize];
+        if window.0 != now {
+            *window = (now, 0);
+        }
+        if window.1 >= per_core {
+            return Err(ApiError(
+                429,
+                format!("Over the HTTP API rate limit of {limit} requests per second"),
+            ));
+        }
+        window.1 += 1;
+        Ok(())
     }
 
     /// Validates one event against the app's limits.
@@ -144,7 +213,18 @@ impl Core {
             }
             None => None,
         };
-        Ok(Event { name, data, channels, except })
+        let info = match e.info.as_deref() {
+            None => None,
+            Some(i) => {
+                let attrs = parse_info(i, &["user_count", "subscription_count"])?;
+                let users = attrs.iter().any(|a| a == "user_count");
+                if users && channels.iter().any(|c| names::classify(c).kind != Kind::Presence) {
+                    return Err(ApiError::bad("info=user_count is only available for presence channels"));
+                }
+                Some((users, attrs.iter().any(|a| a == "subscription_count")))
+            }
+        };
+        Ok(Event { name, data, channels, except, info })
     }
 
     /// Publishes a validated event to each of its channels (encoded once per channel).
@@ -157,11 +237,164 @@ impl Core {
         }
     }
 
-    fn api_events(&mut self, app: u16, body: &[u8]) -> ApiResult {
+    fn ask_channels(
+        &mut self,
+        key: ConnKey,
+        keep_alive: bool,
+        app: u16,
+        filter: Filter,
+        members: bool,
+        reply: Reply,
+    ) -> Outcome {
+        let q = Arc::new(ChannelQuery { app: app as u32, filter, members });
+        self.ask_all(key, keep_alive, Question::Channels(q), reply)
+    }
+
+    fn api_events(
+        &mut self,
+        key: ConnKey,
+        keep_alive: bool,
+        app: u16,
+        body: &[u8],
+    ) -> Result<Outcome, ApiError> {
         let e: EventBody =
             serde_json::from_slice(body).map_err(|err| ApiError::bad(format!("Invalid JSON body: {err}")))?;
         let event = self.validate_event(app, e)?;
         self.publish_event(app, &event);
-        Ok("{}".into())
+        match event.info {
+            None => Ok(Outcome::Respond(json(200, "{}", keep_alive), keep_alive)),
+            Some((user_count, subscription_count)) => {
+                let channels: Vec<Box<str>> = event.channels.iter().map(|c| c.as_str().into()).collect();
+                let reply = Reply::EventInfo { channels: channels.clone(), user_count, subscription_count };
+                Ok(self.ask_channels(key, keep_alive, app, Filter::Names(channels), false, reply))
+            }
+        }
     }
+
+    fn api_batch(
+        &mut self,
+        key: ConnKey,
+        keep_alive: bool,
+        app: u16,
+        body: &[u8],
+    ) -> Result<Outcome, ApiError> {
+        #[derive(Deserialize)]
+        struct Batch {
+            batch: Vec<EventBody>,
+        }
+        let b: Batch =
+            serde_json::from_slice(body).map_err(|err| ApiError::bad(format!("Invalid JSON body: {err}")))?;
+        if b.batch.len() > MAX_BATCH {
+            return Err(ApiError::bad(format!("Cannot batch-send more than {MAX_BATCH} events at once")));
+        }
+        // Validate everything first: an invalid event fails the whole batch, nothing is sent.
+        let events: Vec<Event> =
+            b.batch.into_iter().map(|e| self.validate_event(app, e)).collect::<Result<_, _>>()?;
+        if events.iter().any(|e| e.channels.len() != 1) {
+            return Err(ApiError::bad("Each batch event names exactly one channel"));
+        }
+        for e in &events {
+            self.publish_event(app, e);
+        }
+        if events.iter().all(|e| e.info.is_none()) {
+            return Ok(Outcome::Respond(json(200, "{}", keep_alive), keep_alive));
+        }
+        let wanted: Vec<Option<(Box<str>, bool, bool)>> =
+            events.iter().map(|e| e.info.map(|(u, s)| (e.channels[0].as_str().into(), u, s))).collect();
+        let names: Vec<Box<str>> = wanted.iter().flatten().map(|(n, _, _)| n.clone()).collect();
+        Ok(self.ask_channels(
+            key,
+            keep_alive,
+            app,
+            Filter::Names(names),
+            false,
+            Reply::BatchInfo { events: wanted },
+        ))
+    }
+
+    fn api_channels(
+        &mut self,
+        key: ConnKey,
+        keep_alive: bool,
+        app: u16,
+        prefix: Option<&str>,
+        info: Option<&str>,
+    ) -> Result<Outcome, ApiError> {
+        let attrs = parse_info(info.unwrap_or(""), &["user_count", "subscription_count"])?;
+        let user_count = attrs.iter().any(|a| a == "user_count");
+        let prefix = prefix.unwrap_or("");
+        if user_count && !prefix.starts_with("presence-") {
+            return Err(ApiError::bad("info=user_count needs filter_by_prefix=presence-"));
+        }
+        let reply = Reply::ChannelList {
+            user_count,
+            subscription_count: attrs.iter().any(|a| a == "subscription_count"),
+        };
+        Ok(self.ask_channels(key, keep_alive, app, Filter::Prefix(prefix.into()), false, reply))
+    }
+
+    fn api_channel(
+        &mut self,
+        key: ConnKey,
+        keep_alive: bool,
+        app: u16,
+        name: &str,
+        info: Option<&str>,
+    ) -> Result<Outcome, ApiError> {
+        let max = self.pusher.apps[app as usize].max_channel_name_length;
+        let class = names::validate(name, max).map_err(|e| ApiError::bad(e.message(max)))?;
+        let attrs = parse_info(info.unwrap_or(""), &["user_count", "subscription_count", "cache"])?;
+        let user_count = attrs.iter().any(|a| a == "user_count");
+        if user_count && class.kind != Kind::Presence {
+            return Err(ApiError::bad("info=user_count is only available for presence channels"));
+        }
+        let cache = if attrs.iter().any(|a| a == "cache") {
+            if !class.cache {
+                return Err(ApiError::bad("info=cache is only available for cache channels"));
+            }
+            // Every core keeps every cache channel's last event: answer from here.
+            let now = self.now;
+            Some(
+                self.pusher.cache[app as usize]
+                    .get(name)
+                    .filter(|c| now.saturating_sub(c.at) < CACHE_TTL)
+                    .map(|c| (c.data.clone(), CACHE_TTL - now.saturating_sub(c.at))),
+            )
+        } else {
+            None
+        };
+        let reply = Reply::ChannelInfo {
+            name: name.into(),
+            user_count,
+            subscription_count: attrs.iter().any(|a| a == "subscription_count"),
+            cache,
+        };
+        Ok(self.ask_channels(key, keep_alive, app, Filter::Names(vec![name.into()]), false, reply))
+    }
+
+    fn api_users(
+        &mut self,
+        key: ConnKey,
+        keep_alive: bool,
+        app: u16,
+        name: &str,
+    ) -> Result<Outcome, ApiError> {
+        if names::classify(name).kind != Kind::Presence {
+            return Err(ApiError::bad("The channel must be a presence channel"));
+        }
+        let _ = owner_of;
+        Ok(self.ask_channels(
+            key,
+            keep_alive,
+            app,
+            Filter::Names(vec![name.into()]),
+            true,
+            Reply::Users { name: name.into() },
+        ))
+    }
+}
+
+/// The status code of an encoded response.
+fn status_of(resp: &Bytes) -> u16 {
+    std::str::from_utf8(resp.get(9..12).unwrap_or(b"0")).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
 }

@@ -17,9 +17,12 @@ pub mod messages;
 pub mod names;
 pub mod peer;
 pub mod presence;
+pub mod query;
 pub mod socket_id;
 
+mod answers;
 mod fanout;
+mod hooks;
 mod session;
 
 #[cfg(test)]
@@ -68,6 +71,15 @@ pub struct PusherState {
     pub quota_used: Vec<u64>,
     /// Per app: connections established on this core.
     pub connections: Vec<u64>,
+    /// HTTP requests waiting for other cores' answers, by question id.
+    pub pending: FxMap<u64, query::Pending>,
+    pub next_query: u64,
+    /// Slab indexes of the connections with a request in `pending`.
+    pub waiting_conns: std::collections::HashSet<u32, FxBuildHasher>,
+    /// Per app: (second, requests) for the HTTP API rate limit.
+    pub api_window: Vec<(i64, u32)>,
+    /// Per app, on each channel's owner core: subscribers per core (webhooks).
+    pub occupancy: Vec<FxMap<Box<str>, Vec<u64>>>,
 }
 
 impl PusherState {
@@ -85,6 +97,11 @@ impl PusherState {
             cache: (0..n).map(|_| HashMap::default()).collect(),
             quota_used: vec![0; n],
             connections: vec![0; n],
+            pending: HashMap::default(),
+            next_query: 0,
+            waiting_conns: Default::default(),
+            api_window: vec![(0, 0); n],
+            occupancy: (0..n).map(|_| HashMap::default()).collect(),
         }
     }
 

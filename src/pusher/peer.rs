@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::messages::Member;
+use super::query::{Answer, Question};
 use super::socket_id::SocketRef;
 use crate::core::conn::ConnKey;
 
@@ -63,5 +64,22 @@ pub enum PeerMsg {
     },
     AppRelease {
         app: u32,
+    },
+    /// To the channel's owner: core `shard` now has `count` subscribers (webhooks).
+    Occupancy {
+        app: u32,
+        channel: Box<str>,
+        shard: u32,
+        count: u64,
+    },
+    /// Asks a core about its channels or figures; answered with `Answered`.
+    Ask {
+        id: u64,
+        from: u32,
+        question: Question,
+    },
+    Answered {
+        id: u64,
+        answer: Answer,
     },
 }

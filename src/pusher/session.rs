@@ -198,7 +198,10 @@ impl Core {
             }
         }
         let id = self.pusher.channels.intern(app_idx, &channel, class);
-        self.pusher.channels.get_mut(id).expect("interned").subscribers.insert(key.idx);
+        let subs = &mut self.pusher.channels.get_mut(id).expect("interned").subscribers;
+        subs.insert(key.idx);
+        let now = subs.len();
+        self.subscribers_changed(app_idx, &channel, now - 1, now);
         if let Some(conn) = self.conn_mut(key) {
             conn.subs.insert(id);
         }
@@ -217,7 +220,10 @@ impl Core {
             .map(|c| c.frame.clone());
         match hit {
             Some(frame) => self.send(key, frame),
-            None => self.send(key, messages::cache_miss(channel)),
+            None => {
+                self.send(key, messages::cache_miss(channel));
+                self.webhook(app, serde_json::json!({"name": "cache_miss", "channel": channel}));
+            }
         }
     }
 
@@ -258,8 +264,13 @@ impl Core {
     /// Removes the connection from channel `id` here, and from its presence membership.
     fn leave_channel(&mut self, key: ConnKey, app: u32, id: u32) {
         let Some(ch) = self.pusher.channels.get_mut(id) else { return };
+        let was = ch.subscribers.len();
         ch.subscribers.remove(&key.idx);
+        let now = ch.subscribers.len();
         let name = ch.name.clone();
+        if now != was {
+            self.subscribers_changed(app, &name, was, now);
+        }
         if let Some(member) = self.pusher.memberships.remove(&(key.idx, id)) {
             let from = self.socket_ref(key);
             let owner = owner_of(app, &name, self.settings.shards);
@@ -352,8 +363,17 @@ impl Core {
         conn.rate_count += 1;
         let user_id = self.pusher.memberships.get(&(key.idx, id)).map(|m| m.id_json.clone());
         let frame = messages::client_event(event, channel, data, user_id.as_deref());
-        let except = Some(self.socket_ref(key));
-        self.publish(app_idx, channel, frame, except, None);
+        let sender = self.socket_ref(key);
+        self.publish(app_idx, channel, frame, Some(sender), None);
+        if !self.pusher.apps[app_idx as usize].webhooks.is_empty() {
+            let mut hook = serde_json::json!({"name": "client_event", "channel": channel, "event": event,
+                "socket_id": sender.format()});
+            hook["data"] = serde_json::from_str(data).unwrap_or(serde_json::Value::Null);
+            if let Some(m) = self.pusher.memberships.get(&(key.idx, id)) {
+                hook["user_id"] = serde_json::Value::String(m.id.clone());
+            }
+            self.webhook(app_idx, hook);
+        }
     }
 
     /// The connection is going away: leave its channels, sign it out, release its quota.

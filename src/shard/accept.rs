@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use super::conn_task;
 use super::local::with_core;
 
-pub async fn run(listener: TcpListener, send_buffer: usize) {
+pub async fn run(listener: TcpListener, send_buffer: usize, metrics_only: bool) {
     let mut last_error_log: Option<std::time::Instant> = None;
     loop {
         match listener.accept().await {
@@ -17,7 +17,9 @@ pub async fn run(listener: TcpListener, send_buffer: usize) {
                 if send_buffer > 0 {
                     let _ = super::sys::set_send_buffer(&stream, send_buffer);
                 }
-                let key = with_core(|core| core.accept(stream.as_raw_fd()));
+                let fd = stream.as_raw_fd();
+                let key =
+                    with_core(|core| if metrics_only { core.accept_metrics(fd) } else { core.accept(fd) });
                 glommio::spawn_local(conn_task::serve(stream, key)).detach();
             }
             Err(e) => {

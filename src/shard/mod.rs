@@ -40,11 +40,19 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let bound = sockets[0].local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
     let signals = control::signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let node = if cfg.node_id == 0 { crate::pusher::socket_id::random_node_id() } else { cfg.node_id };
+    let mut metrics_socket = if cfg.metrics_port != 0 {
+        let addr = SocketAddr::new(cfg.host, cfg.metrics_port);
+        let (mut s, _) = listener::bind_all(addr, 1, 1024).map_err(|e| e.to_string())?;
+        Some(s.remove(0))
+    } else {
+        None
+    };
     let links = mesh::build(count, cfg.ring_capacity);
+    let sinks = crate::webhooks::start(&cfg.apps, count);
 
     let mut commands = Vec::with_capacity(count);
     let mut handles = Vec::with_capacity(count);
-    for (shard, (socket, links)) in sockets.into_iter().zip(links).enumerate() {
+    for (shard, ((socket, links), sink)) in sockets.into_iter().zip(links).zip(sinks).enumerate() {
         let (tx, rx) = shared_channel::new_bounded(16);
         commands.push(tx);
         let placement = match cpus.get(shard) {
@@ -52,10 +60,12 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             None => Placement::Unbound,
         };
         let cfg = cfg.clone();
+        // Core 0 also serves the metrics listener, if any.
+        let metrics = if shard == 0 { metrics_socket.take() } else { None };
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("corecast-{shard}"))
             .io_memory(IO_MEMORY)
-            .spawn(move || shard_main(shard as u32, node, cfg, socket, links, rx))
+            .spawn(move || shard_main(shard as u32, node, cfg, (socket, metrics), links, sink, rx))
             .map_err(|e| format!("cannot start executor {shard}: {e}"))?;
         handles.push(handle);
     }
@@ -90,17 +100,21 @@ async fn shard_main(
     shard: u32,
     node: u32,
     cfg: Config,
-    socket: socket2::Socket,
+    (socket, metrics): (socket2::Socket, Option<socket2::Socket>),
     links: mesh::Links,
+    sink: Option<crate::webhooks::Sink>,
     commands: SharedReceiver<Command>,
 ) {
     let started = Instant::now();
     let mut core = Core::new(shard, Settings::from_config(&cfg, node), Box::new(sys::RawSend), 0);
     core.set_unix_time(ticker::unix_now());
+    core.set_webhook_sink(sink);
+    core.set_process_rss(ticker::process_rss());
     local::install(core);
     let mesh = glommio::spawn_local(mesh::run(links));
     let listener = sys::adopt_listener(socket);
-    let accept = glommio::spawn_local(accept::run(listener, cfg.socket_send_buffer));
+    let accept = glommio::spawn_local(accept::run(listener, cfg.socket_send_buffer, false));
+    let metrics = metrics.map(|m| glommio::spawn_local(accept::run(sys::adopt_listener(m), 0, true)));
     let ticker = glommio::spawn_local(ticker::run(started));
     let commands = commands.connect().await;
     log::debug!("shard {shard} ready");
@@ -110,6 +124,9 @@ async fn shard_main(
     }
     // Stop accepting: dropping the listener closes this core's socket in the reuseport group.
     accept.cancel().await;
+    if let Some(m) = metrics {
+        m.cancel().await;
+    }
     local::with_core(Core::start_drain);
     let deadline = started.elapsed() + Duration::from_secs(cfg.drain_timeout as u64);
     while local::with_core(|c| c.ws_count()) > 0 && started.elapsed() < deadline {

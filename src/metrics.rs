@@ -1,0 +1,156 @@
+//! `/metrics` in the Prometheus text format. Each core keeps plain counters (`core::Stats`); a
+//! scrape asks every core for its figures over the mesh and sums them here, so the hot path has
+//! no atomics and no locks. Webhook figures come from the webhook sender (`webhooks::counters`).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+
+use crate::pusher::apps::App;
+use crate::pusher::query::CoreReport;
+
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(String, String)>;
+
+fn core_label(r: &CoreReport) -> Labels {
+    vec![("core".into(), r.shard.to_string())]
+}
+
+struct Builder {
+    registry: Registry,
+}
+
+impl Builder {
+    fn counter(&mut self, name: &str, help: &str, series: impl IntoIterator<Item = (Labels, u64)>) {
+        let family = Family::<Labels, Counter>::default();
+        for (labels, v) in series {
+            family.get_or_create(&labels).inc_by(v);
+        }
+        self.registry.register(name, help, family);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, series: impl IntoIterator<Item = (Labels, i64)>) {
+        let family = Family::<Labels, Gauge>::default();
+        for (labels, v) in series {
+            family.get_or_create(&labels).set(v);
+        }
+        self.registry.register(name, help, family);
+    }
+
+    /// A counter summed over cores.
+    fn total(&mut self, name: &str, help: &str, reports: &[CoreReport], f: impl Fn(&CoreReport) -> u64) {
+        self.single_counter(name, help, reports.iter().map(&f).sum());
+    }
+
+    fn single_counter(&mut self, name: &str, help: &str, v: u64) {
+        self.registry.register(name, help, ConstCounter::new(v));
+    }
+
+    fn single_gauge(&mut self, name: &str, help: &str, v: u64) {
+        self.registry.register(name, help, ConstGauge::new(v as i64));
+    }
+}
+
+/// Renders every core's report (one per core) as a scrape.
+pub fn render(reports: &[CoreReport], apps: &[App]) -> String {
+    let mut reports = reports.to_vec();
+    reports.sort_by_key(|r| r.shard);
+    let mut b = Builder { registry: Registry::with_prefix("corecast") };
+    let per_core = |f: fn(&CoreReport) -> u64| {
+        reports.iter().map(move |r| (core_label(r), f(r) as i64)).collect::<Vec<_>>()
+    };
+    b.gauge("websocket_connections", "Open WebSocket connections, per core", per_core(|r| r.websockets));
+    b.single_gauge(
+        "websocket_connections_all",
+        "Open WebSocket connections, all cores",
+        reports.iter().map(|r| r.websockets).sum(),
+    );
+    b.gauge(
+        "connections",
+        "Open TCP connections (WebSocket and HTTP), per core",
+        per_core(|r| r.connections),
+    );
+    b.total("connections_accepted", "TCP connections accepted", &reports, |r| r.stats.accepted);
+    b.counter(
+        "connections_rejected",
+        "WebSocket upgrades refused, by reason",
+        [
+            (vec![("reason".into(), "full".into())], reports.iter().map(|r| r.stats.rejected_full).sum()),
+            (
+                vec![("reason".into(), "draining".into())],
+                reports.iter().map(|r| r.stats.rejected_draining).sum(),
+            ),
+        ],
+    );
+    b.total("handshakes", "WebSocket handshakes completed", &reports, |r| r.stats.ws_opened);
+    b.total("handshake_timeouts", "Connections closed for not completing a request in time", &reports, |r| {
+        r.stats.handshake_timeouts
+    });
+    b.total("ping_timeouts", "Connections closed for not answering a heartbeat", &reports, |r| {
+        r.stats.ping_timeouts
+    });
+    b.total("protocol_errors", "Connections failed for breaking RFC 6455", &reports, |r| {
+        r.stats.protocol_errors
+    });
+    b.total("messages_in", "WebSocket messages received", &reports, |r| r.stats.messages_in);
+    b.total("frames_out", "WebSocket frames and HTTP responses sent", &reports, |r| r.stats.frames_out);
+    b.total("bytes_in", "Bytes received", &reports, |r| r.stats.bytes_in);
+    b.total("bytes_out", "Bytes sent", &reports, |r| r.stats.bytes_out);
+    b.total(
+        "published",
+        "Events published (per channel, counted once on the publishing core)",
+        &reports,
+        |r| r.stats.published,
+    );
+    b.total("deliveries", "Event frames written to subscribers", &reports, |r| r.stats.deliveries);
+    b.total("slow_consumer_disconnects", "Subscribers cut off for not reading", &reports, |r| {
+        r.stats.slow_consumers
+    });
+    b.gauge("ring_depth", "Messages waiting for a core-to-core ring, per core", per_core(|r| r.ring_depth));
+    b.total("ring_overflows", "Broadcasts dropped because a core's ring stayed full", &reports, |r| {
+        r.stats.ring_overflows
+    });
+    b.gauge("channels", "Channels with local subscribers, per core", per_core(|r| r.channels));
+    b.single_gauge(
+        "presence_members",
+        "Presence members (distinct users per channel), all channels",
+        reports.iter().map(|r| r.presence_members).sum(),
+    );
+    let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
+    for r in &reports {
+        for (s, n) in &r.stats.api_requests {
+            *statuses.entry(*s).or_default() += n;
+        }
+    }
+    b.counter(
+        "http_api_requests",
+        "HTTP API requests, by response status",
+        statuses.into_iter().map(|(s, n)| (vec![("status".into(), s.to_string())], n)),
+    );
+    b.gauge(
+        "app_connections",
+        "Open connections per app",
+        apps.iter().enumerate().map(|(i, a)| {
+            let n: u64 = reports.iter().map(|r| r.app_connections.get(i).copied().unwrap_or(0)).sum();
+            (vec![("app".into(), a.id.clone())], n as i64)
+        }),
+    );
+    let w = crate::webhooks::counters();
+    let core_dropped: u64 = reports.iter().map(|r| r.stats.webhooks_dropped).sum();
+    b.single_gauge("webhook_queue_depth", "Webhook batches waiting to be sent", w.queued);
+    b.single_counter("webhooks_sent", "Webhook requests answered 2xx", w.sent);
+    b.single_counter("webhooks_failed", "Webhook attempts that failed (each retry counts)", w.failed);
+    b.single_counter(
+        "webhooks_dropped",
+        "Webhook events dropped (queue full or retries exhausted)",
+        w.dropped + core_dropped,
+    );
+    let rss = reports.iter().map(|r| r.process_rss).max().unwrap_or(0);
+    b.single_gauge("process_resident_memory_bytes", "Resident memory of the process", rss);
+    let mut out = String::new();
+    encode(&mut out, &b.registry).expect("writing to a String cannot fail");
+    out
+}

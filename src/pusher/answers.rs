@@ -1,0 +1,217 @@
+//! Answering and merging cross-core questions, and completing the HTTP requests that wait for
+//! them (see `query`).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::names::{self, Kind};
+use super::owner_of;
+use super::peer::PeerMsg;
+use super::query::{self, Answer, ChannelQuery, CoreReport, Filter, Pending, Question, Reply, Row, Rows};
+use crate::core::Core;
+use crate::core::conn::ConnKey;
+use crate::core::http_phase::Outcome;
+
+impl Core {
+    /// Asks every core `question` for the HTTP request on `conn`. Responds at once when this is
+    /// the only core; otherwise the request waits (`Outcome::Deferred`).
+    pub(crate) fn ask_all(
+        &mut self,
+        conn: ConnKey,
+        keep_alive: bool,
+        question: Question,
+        reply: Reply,
+    ) -> Outcome {
+        let id = self.pusher.next_query;
+        self.pusher.next_query += 1;
+        let mut pending =
+            Pending { conn, keep_alive, waiting: 0, reply, rows: Rows::default(), reports: Vec::new() };
+        let me = self.shard;
+        for peer in (0..self.settings.shards).filter(|&p| p != me) {
+            let question = match &question {
+                Question::Channels(q) => Question::Channels(Arc::clone(q)),
+                Question::Report => Question::Report,
+            };
+            self.send_to_peer(peer, PeerMsg::Ask { id, from: me, question });
+            pending.waiting += 1;
+        }
+        let local = self.answer(&question);
+        absorb(&mut pending, local);
+        if pending.waiting == 0 {
+            let (body, content_type) = self.render(&pending);
+            let resp = crate::protocol::http::response(200, &[], content_type, body.as_bytes(), keep_alive);
+            return Outcome::Respond(resp, keep_alive);
+        }
+        self.pusher.waiting_conns.insert(conn.idx);
+        self.pusher.pending.insert(id, pending);
+        Outcome::Deferred
+    }
+
+    /// This core's answer.
+    pub(crate) fn answer(&self, question: &Question) -> Answer {
+        match question {
+            Question::Channels(q) => Answer::Channels(self.channel_rows(q)),
+            Question::Report => Answer::Report(Box::new(self.report())),
+        }
+    }
+
+    fn channel_rows(&self, q: &ChannelQuery) -> Rows {
+        let mut rows = Rows::default();
+        let owned = |name: &str| owner_of(q.app, name, self.settings.shards) == self.shard;
+        let presence_row = |row: &mut Row, name: &str| {
+            let members = self.pusher.presence.channel(q.app, name);
+            row.users = Some(members.map_or(0, |c| c.members.len() as u64));
+            if q.members {
+                row.members = Some(members.map_or_else(Vec::new, |c| c.members.keys().cloned().collect()));
+            }
+        };
+        match &q.filter {
+            Filter::Prefix(prefix) => {
+                for (_, ch) in self.pusher.channels.iter() {
+                    if ch.app == q.app
+                        && ch.name.starts_with(&**prefix)
+                        && !ch.subscribers.is_empty()
+                        && ch.class.kind != Kind::User
+                    {
+                        rows.entry(ch.name.clone()).or_default().subscriptions = ch.subscribers.len() as u64;
+                    }
+                }
+                for (name, _) in self.pusher.presence.channels_of(q.app) {
+                    if name.starts_with(&**prefix) {
+                        presence_row(rows.entry(name.into()).or_default(), name);
+                    }
+                }
+            }
+            Filter::Names(list) => {
+                for name in list {
+                    let mut row = Row::default();
+                    if let Some(id) = self.pusher.channels.lookup(q.app, name) {
+                        row.subscriptions =
+                            self.pusher.channels.get(id).map_or(0, |c| c.subscribers.len() as u64);
+                    }
+                    if names::classify(name).kind == Kind::Presence && owned(name) {
+                        presence_row(&mut row, name);
+                    }
+                    rows.insert(name.clone(), row);
+                }
+            }
+        }
+        rows
+    }
+
+    fn report(&self) -> CoreReport {
+        CoreReport {
+            shard: self.shard,
+            stats: self.stats.clone(),
+            connections: self.conn_count() as u64,
+            websockets: self.ws_count() as u64,
+            channels: self.pusher.channels.len() as u64,
+            presence_members: self.pusher.presence.member_count() as u64,
+            ring_depth: self.outbox.iter().map(|q| q.len() as u64).sum(),
+            app_connections: self.pusher.connections.clone(),
+            process_rss: self.process_rss,
+        }
+    }
+
+    /// Another core's answer to one of our questions.
+    pub(crate) fn on_answer(&mut self, id: u64, answer: Answer) {
+        let Some(pending) = self.pusher.pending.get_mut(&id) else { return };
+        absorb(pending, answer);
+        pending.waiting -= 1;
+        if pending.waiting > 0 {
+            return;
+        }
+        let pending = self.pusher.pending.remove(&id).expect("present");
+        self.pusher.waiting_conns.remove(&pending.conn.idx);
+        if self.conn(pending.conn).is_none() {
+            return;
+        }
+        let (body, content_type) = self.render(&pending);
+        let resp =
+            crate::protocol::http::response(200, &[], content_type, body.as_bytes(), pending.keep_alive);
+        self.finish_deferred(pending.conn, resp, pending.keep_alive);
+    }
+
+    /// The response body of a completed request, and its content type.
+    fn render(&self, p: &Pending) -> (String, &'static str) {
+        let count = |name: &str, row: Option<&Row>, users: bool, subs: bool| -> Value {
+            let mut obj = Map::new();
+            let row = row.cloned().unwrap_or_default();
+            if users && names::classify(name).kind == Kind::Presence {
+                obj.insert("user_count".into(), json!(row.users.unwrap_or(0)));
+            }
+            if subs {
+                obj.insert("subscription_count".into(), json!(row.subscriptions));
+            }
+            Value::Object(obj)
+        };
+        let body = match &p.reply {
+            Reply::ChannelList { user_count, subscription_count } => {
+                let mut channels = Map::new();
+                let mut occupied: Vec<(&Box<str>, &Row)> =
+                    p.rows.iter().filter(|(_, r)| r.subscriptions > 0).collect();
+                occupied.sort_by(|a, b| a.0.cmp(b.0));
+                for (name, row) in occupied {
+                    channels
+                        .insert(name.to_string(), count(name, Some(row), *user_count, *subscription_count));
+                }
+                json!({ "channels": channels })
+            }
+            Reply::ChannelInfo { name, user_count, subscription_count, cache } => {
+                let row = p.rows.get(name).cloned().unwrap_or_default();
+                let mut obj = Map::new();
+                obj.insert("occupied".into(), json!(row.subscriptions > 0));
+                if let Value::Object(counts) = count(name, Some(&row), *user_count, *subscription_count) {
+                    obj.extend(counts);
+                }
+                if let Some(cached) = cache {
+                    let v =
+                        cached.as_ref().map_or(Value::Null, |(data, ttl)| json!({"data": data, "ttl": ttl}));
+                    obj.insert("cache".into(), v);
+                }
+                Value::Object(obj)
+            }
+            Reply::Users { name } => {
+                let members = p.rows.get(name).and_then(|r| r.members.clone()).unwrap_or_default();
+                let mut ids: Vec<&str> = members.iter().map(|m| &**m).collect();
+                ids.sort_unstable();
+                json!({ "users": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>() })
+            }
+            Reply::EventInfo { channels, user_count, subscription_count } => {
+                let mut out = Map::new();
+                for name in channels {
+                    out.insert(
+                        name.to_string(),
+                        count(name, p.rows.get(name), *user_count, *subscription_count),
+                    );
+                }
+                json!({ "channels": out })
+            }
+            Reply::BatchInfo { events } => {
+                let batch: Vec<Value> = events
+                    .iter()
+                    .map(|e| match e {
+                        Some((name, users, subs)) => count(name, p.rows.get(name), *users, *subs),
+                        None => json!({}),
+                    })
+                    .collect();
+                json!({ "batch": batch })
+            }
+            Reply::Metrics => {
+                return (
+                    crate::metrics::render(&p.reports, &self.settings.apps),
+                    crate::metrics::CONTENT_TYPE,
+                );
+            }
+        };
+        (body.to_string(), "application/json")
+    }
+}
+
+fn absorb(pending: &mut Pending, answer: Answer) {
+    match answer {
+        Answer::Channels(rows) => query::merge(&mut pending.rows, rows),
+        Answer::Report(r) => pending.reports.push(*r),
+    }
+}
