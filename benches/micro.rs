@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks for the hot pure code: frame decoding, unmasking, UTF-8
-//! validation, request-head parsing and the handshake, frame encoding.
+//! validation, request-head parsing and the handshake, frame encoding, Pusher event encoding
+//! and channel-authorization checks.
 
 use std::hint::black_box;
 
@@ -106,5 +107,36 @@ fn encode(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decode, unmask_and_utf8, handshake_parse, encode);
+fn pusher(c: &mut Criterion) {
+    use corecast::pusher::{auth, messages};
+    let data = r#"{"text":"hello world","user":{"id":"42","name":"Ann"},"sent_at":1732300000}"#;
+    c.bench_function("pusher/encode_event_frame", |b| {
+        b.iter(|| {
+            messages::event(black_box("message"), Some(black_box("presence-chat-room")), black_box(data))
+        })
+    });
+    c.bench_function("pusher/parse_subscribe", |b| {
+        let msg = br#"{"event":"pusher:subscribe","data":{"auth":"app-key:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4","channel":"private-orders"}}"#;
+        b.iter(|| {
+            let m = messages::parse_client(black_box(msg)).unwrap();
+            messages::parse_data::<messages::SubscribeData>(m.data)
+        })
+    });
+    let sig = auth::sign("app-secret", &[b"1234.1234:private-orders"]);
+    let good = format!("app-key:{sig}");
+    c.bench_function("pusher/channel_auth_check", |b| {
+        b.iter(|| {
+            auth::channel_auth_ok(
+                "app-key",
+                "app-secret",
+                black_box("1234.1234"),
+                "private-orders",
+                None,
+                black_box(&good),
+            )
+        })
+    });
+}
+
+criterion_group!(benches, decode, unmask_and_utf8, handshake_parse, encode, pusher);
 criterion_main!(benches);

@@ -117,6 +117,10 @@ pub struct Core {
     /// Messages for each other core, in order, until the shard's mesh pump sends them.
     pub(crate) outbox: Vec<VecDeque<PeerMsg>>,
     outbox_waker: Option<std::task::Waker>,
+    /// Direct access to the rings (once the mesh is connected).
+    peer_link: Option<Box<dyn io::PeerLink>>,
+    /// Per peer: the mesh pump holds a message it is waiting to send (order: no bypass).
+    pump_holding: Vec<bool>,
     /// The process's resident memory, as last read by the shard (for /metrics).
     pub(crate) process_rss: u64,
     /// This core's ring to the webhook dispatcher (when any app has webhooks).
@@ -193,6 +197,8 @@ impl Core {
             pusher,
             outbox: (0..shards).map(|_| VecDeque::new()).collect(),
             outbox_waker: None,
+            peer_link: None,
+            pump_holding: vec![false; shards],
             process_rss: 0,
             webhooks: None,
         }
@@ -213,9 +219,29 @@ impl Core {
         SocketRef { node: self.settings.node, shard: self.shard, key }
     }
 
-    /// Queues `msg` for core `peer` (never this core).
+    /// Connects the core to the rings for direct hand-offs.
+    pub fn set_peer_link(&mut self, link: Box<dyn io::PeerLink>) {
+        self.peer_link = Some(link);
+    }
+
+    /// Records whether the mesh pump holds a message for `peer` while waiting for ring room.
+    pub fn set_pump_holding(&mut self, peer: usize, holding: bool) {
+        self.pump_holding[peer] = holding;
+    }
+
+    /// Sends `msg` to core `peer` (never this core): straight onto its ring when nothing for it
+    /// is waiting, else queued behind what is, in order.
     pub(crate) fn send_to_peer(&mut self, peer: u32, msg: PeerMsg) {
         debug_assert_ne!(peer, self.shard);
+        let msg = match &self.peer_link {
+            Some(link) if self.outbox[peer as usize].is_empty() && !self.pump_holding[peer as usize] => {
+                match link.try_send(peer, msg) {
+                    Ok(()) => return,
+                    Err(msg) => msg,
+                }
+            }
+            _ => msg,
+        };
         let q = &mut self.outbox[peer as usize];
         q.push_back(msg);
         if q.len() == 1
@@ -243,11 +269,6 @@ impl Core {
             _ => self.outbox_waker = Some(waker.clone()),
         }
         self.outbox.iter().any(|q| !q.is_empty())
-    }
-
-    /// Puts a message back at the front (its ring was full).
-    pub fn requeue_for_peer(&mut self, peer: usize, msg: PeerMsg) {
-        self.outbox[peer].push_front(msg);
     }
 
     /// Registers a socket accepted on the metrics listener.

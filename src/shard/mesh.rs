@@ -6,13 +6,33 @@
 //! glommio's `MeshBuilder` is not used: its builder shares an `Rc` between threads.
 
 use std::future::poll_fn;
+use std::rc::Rc;
 use std::task::Poll;
 
 use glommio::GlommioError;
 use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
 
 use super::local::with_core;
+use crate::core::io::PeerLink;
 use crate::pusher::peer::PeerMsg;
+
+type Senders = Rc<Vec<Option<ConnectedSender<PeerMsg>>>>;
+
+/// The core's direct path onto the rings.
+struct Link(Senders);
+
+impl PeerLink for Link {
+    fn try_send(&self, peer: u32, msg: PeerMsg) -> Result<(), PeerMsg> {
+        match self.0.get(peer as usize) {
+            Some(Some(sender)) => sender.try_send(msg).map_err(|e| match e {
+                GlommioError::WouldBlock(glommio::ResourceType::Channel(m))
+                | GlommioError::Closed(glommio::ResourceType::Channel(m)) => m,
+                other => panic!("unexpected ring error: {other:?}"),
+            }),
+            _ => Err(msg),
+        }
+    }
+}
 
 /// One core's ends of the mesh: senders to, and receivers from, every other core.
 pub struct Links {
@@ -53,13 +73,15 @@ pub async fn run(links: Links) {
     }
     let connecting: Vec<Option<glommio::Task<ConnectedSender<PeerMsg>>>> =
         links.senders.into_iter().map(|s| s.map(|s| glommio::spawn_local(s.connect()))).collect();
-    let mut senders: Vec<Option<ConnectedSender<PeerMsg>>> = Vec::with_capacity(connecting.len());
+    let mut connected: Vec<Option<ConnectedSender<PeerMsg>>> = Vec::with_capacity(connecting.len());
     for task in connecting {
-        senders.push(match task {
+        connected.push(match task {
             Some(t) => Some(t.await),
             None => None,
         });
     }
+    let senders: Senders = Rc::new(connected);
+    with_core(|core| core.set_peer_link(Box::new(Link(senders.clone()))));
     loop {
         poll_fn(|cx| {
             if with_core(|core| core.pending_for_peers(cx.waker())) { Poll::Ready(()) } else { Poll::Pending }
@@ -71,10 +93,12 @@ pub async fn run(links: Links) {
                 match sender.try_send(msg) {
                     Ok(()) => {}
                     Err(GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
-                        // Ring full: wait for room, keeping order (the message goes first).
-                        with_core(|core| core.requeue_for_peer(peer, msg));
-                        let Some(msg) = with_core(|core| core.next_for_peer(peer)) else { break };
-                        if sender.send(msg).await.is_err() {
+                        // Ring full: wait for room. Until it is sent, the core must not hand
+                        // later messages for this peer to the ring directly.
+                        with_core(|core| core.set_pump_holding(peer, true));
+                        let sent = sender.send(msg).await;
+                        with_core(|core| core.set_pump_holding(peer, false));
+                        if sent.is_err() {
                             break;
                         }
                     }

@@ -52,6 +52,13 @@ fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds")
 }
 
+/// CPU counters at one moment.
+pub struct CpuMark {
+    at: Instant,
+    server: Option<u64>,
+    harness: u64,
+}
+
 /// A running set of workers.
 pub struct Run {
     pub common: Common,
@@ -278,13 +285,24 @@ impl Run {
         self.prev_harness_ticks = harness_ticks;
     }
 
-    /// Peak (max) of a timeline figure between two times.
-    pub fn cpu_between(&self, from: f64, to: f64) -> (f64, f64) {
-        let pts: Vec<&Point> = self.timeline.iter().filter(|p| p.t > from && p.t <= to).collect();
-        let n = pts.len().max(1) as f64;
-        let server = pts.iter().filter_map(|p| p.server_cpu_pct).sum::<f64>() / n;
-        let harness = pts.iter().map(|p| p.harness_cpu_pct).sum::<f64>() / n;
-        (server, harness)
+    /// CPU time so far: (when, server ticks, harness ticks), for `cpu_since`.
+    pub fn cpu_mark(&self) -> CpuMark {
+        let server = self.common.server_pid.and_then(procstat::cpu_ticks);
+        let own = procstat::cpu_ticks(std::process::id()).unwrap_or(0);
+        let harness = self.worker_pids().into_iter().filter_map(procstat::cpu_ticks).sum::<u64>() + own;
+        CpuMark { at: Instant::now(), server, harness }
+    }
+
+    /// Average CPU (% of one core) of the server and of the harness since `mark`.
+    pub fn cpu_since(&self, mark: &CpuMark) -> (Option<f64>, f64) {
+        let now = self.cpu_mark();
+        let secs = now.at.duration_since(mark.at).as_secs_f64().max(0.001);
+        let pct = |a: u64, b: u64| a.saturating_sub(b) as f64 / procstat::TICKS_PER_SEC / secs * 100.0;
+        let server = match (now.server, mark.server) {
+            (Some(n), Some(m)) => Some(pct(n, m)),
+            _ => None,
+        };
+        (server, pct(now.harness, mark.harness))
     }
 }
 
@@ -387,7 +405,12 @@ pub fn spawn_publisher(
                 }
                 let s = conn.as_mut().unwrap();
                 s.write_all(req.as_bytes())?;
-                read_response(s)
+                let (ok, close) = read_response(s)?;
+                if close {
+                    // The server ends the connection after each response (soketi does).
+                    conn = None;
+                }
+                Ok(ok)
             })();
             match ok {
                 Ok(true) => {
@@ -408,8 +431,8 @@ pub fn spawn_publisher(
     })
 }
 
-/// Reads one HTTP response; true for a 2xx status.
-fn read_response(s: &mut TcpStream) -> std::io::Result<bool> {
+/// Reads one HTTP response: (2xx status, the server closes the connection after it).
+fn read_response(s: &mut TcpStream) -> std::io::Result<(bool, bool)> {
     let mut head = Vec::with_capacity(256);
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -426,7 +449,11 @@ fn read_response(s: &mut TcpStream) -> std::io::Result<bool> {
             l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
         })
         .unwrap_or(0);
+    let close = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("connection:") && l.contains("close")
+    });
     let mut body = vec![0u8; len];
     s.read_exact(&mut body)?;
-    Ok((200..300).contains(&status))
+    Ok(((200..300).contains(&status), close))
 }

@@ -109,6 +109,9 @@ pub enum Scenario {
         max_p99_ms: f64,
         #[arg(long, default_value_t = 5.0)]
         phase_secs: f64,
+        /// Most phases of --find-max.
+        #[arg(long, default_value_t = 14)]
+        max_phases: usize,
         #[arg(long, default_value_t = 5_000.0)]
         connect_rate: f64,
     },

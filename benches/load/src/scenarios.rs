@@ -31,6 +31,7 @@ pub fn run(common: &Common, scenario: &Scenario) -> Result<String, String> {
             find_max,
             max_p99_ms,
             phase_secs,
+            max_phases,
             connect_rate,
         } => fanout(
             common,
@@ -44,6 +45,7 @@ pub fn run(common: &Common, scenario: &Scenario) -> Result<String, String> {
                 find_max,
                 max_p99_ms,
                 phase_secs,
+                max_phases,
                 connect_rate,
             },
         )?,
@@ -103,16 +105,17 @@ fn connect(common: &Common, connections: usize, rate: f64, hold: f64) -> Result<
     let plans = plans(common, &[connections], Behaviour::Idle { channels: vec![] }, rate, 0, 0, 1);
     let mut run = Run::start(common, plans);
     let t0 = run.elapsed();
+    let mark = run.cpu_mark();
     if !run.wait_level(0, LEVEL_TIMEOUT) {
         return Err("workers did not reach the target in time".into());
     }
     let ramp = run.elapsed() - t0;
+    let (server_cpu, harness_cpu) = run.cpu_since(&mark);
     run.command("next");
     run.pump_for(Duration::from_secs_f64(hold));
     let open_at_end = run.total("open");
     run.stop();
     let connected = run.total("connected");
-    let (server_cpu, harness_cpu) = run.cpu_between(t0, t0 + ramp);
     let mut f = serde_json::Map::new();
     f.insert("connected".into(), json!(connected));
     f.insert("open_at_end_of_hold".into(), json!(open_at_end));
@@ -120,7 +123,7 @@ fn connect(common: &Common, connections: usize, rate: f64, hold: f64) -> Result<
     f.insert("connects_per_second".into(), json!(round(connected as f64 / ramp.max(0.001))));
     f.insert("handshake_latency".into(), percentiles(&run.handshake));
     f.insert("failures".into(), Value::Object(run.failures()));
-    f.insert("server_cpu_pct_during_ramp".into(), json!(round(server_cpu)));
+    f.insert("server_cpu_pct_during_ramp".into(), json!(server_cpu.map(round)));
     f.insert("harness_cpu_pct_during_ramp".into(), json!(round(harness_cpu)));
     Ok(("connect", json!({"connections": connections, "rate": rate, "hold": hold}), f, run))
 }
@@ -190,6 +193,7 @@ pub struct FanoutArgs {
     find_max: bool,
     max_p99_ms: f64,
     phase_secs: f64,
+    max_phases: usize,
     connect_rate: f64,
 }
 
@@ -297,18 +301,21 @@ fn fanout(common: &Common, a: FanoutArgs) -> Result<Outcome, String> {
         let before_del = run.total("deliveries");
         run.phase_reset();
         let t0 = run.elapsed();
+        let mark = run.cpu_mark();
         publishing.rate.store(rate.round() as u64, Ordering::Relaxed);
         let secs = if a.find_max { a.phase_secs } else { a.duration };
         run.pump_for(Duration::from_secs_f64(secs));
         publishing.rate.store(0, Ordering::Relaxed);
         let t1 = run.elapsed();
+        let (server_cpu, harness_cpu) = run.cpu_since(&mark);
         // Let in-flight events arrive before counting.
         run.pump_for(Duration::from_secs(2));
         let after_pub = publishing.published_per_channel();
         let published: Vec<u64> = after_pub.iter().zip(&before_pub).map(|(a, b)| a - b).collect();
         let expected = expected_deliveries(&published, &subs);
         let received = run.total("deliveries") - before_del;
-        let (server_cpu, harness_cpu) = run.cpu_between(t0, t1);
+        // Saturated when the server no longer takes events as fast as offered.
+        let achieved = published.iter().sum::<u64>() as f64 / (t1 - t0).max(0.001);
         let p99 = if run.phase_latency.is_empty() {
             0.0
         } else {
@@ -316,6 +323,7 @@ fn fanout(common: &Common, a: FanoutArgs) -> Result<Outcome, String> {
         };
         let phase = json!({
             "target_events_per_second": rate.round(),
+            "achieved_events_per_second": round(achieved),
             "published": published.iter().sum::<u64>(),
             "publish_seconds": round(t1 - t0),
             "expected_deliveries": expected,
@@ -324,21 +332,23 @@ fn fanout(common: &Common, a: FanoutArgs) -> Result<Outcome, String> {
             "duplicates_or_extra": received.saturating_sub(expected),
             "deliveries_per_second": round(received as f64 / (t1 - t0).max(0.001)),
             "latency": percentiles(&run.phase_latency),
-            "server_cpu_pct": round(server_cpu),
+            "server_cpu_pct": server_cpu.map(round),
             "harness_cpu_pct": round(harness_cpu),
         });
-        let good = received == expected && p99 <= a.max_p99_ms;
+        let keeping_up = achieved >= 0.8 * rate;
+        let good = received == expected && p99 <= a.max_p99_ms && keeping_up;
         phases.push(phase.clone());
         if !a.find_max {
             break;
         }
         if good {
             best = Some(phase);
-            rate *= 1.5;
+            // ×1.5, and always at least one event per second more (rates are whole numbers).
+            rate = (rate * 1.5).ceil().max(rate + 1.0);
         } else {
             break;
         }
-        if rate > 5_000_000.0 {
+        if rate > 5_000_000.0 || phases.len() >= a.max_phases {
             break;
         }
     }
@@ -439,13 +449,14 @@ fn presence(
     }
     run.command("next");
     let t0 = run.elapsed();
+    let mark = run.cpu_mark();
     let (j0, l0, a0, r0) =
         (run.total("joins"), run.total("leaves"), run.total("member_added"), run.total("member_removed"));
     run.pump_for(Duration::from_secs_f64(duration));
     let t1 = run.elapsed();
     let (j1, l1, a1, r1) =
         (run.total("joins"), run.total("leaves"), run.total("member_added"), run.total("member_removed"));
-    let (server_cpu, harness_cpu) = run.cpu_between(t0, t1);
+    let (server_cpu, harness_cpu) = run.cpu_since(&mark);
     run.stop();
     std::thread::sleep(Duration::from_secs(1));
     // Everyone left: every presence channel must be empty.
@@ -463,7 +474,7 @@ fn presence(
     f.insert("member_events_received_per_second".into(), json!(round(((a1 - a0) + (r1 - r0)) as f64 / secs)));
     f.insert("user_counts_after_everyone_left".into(), Value::Array(after));
     f.insert("empty_after".into(), json!(empty_after));
-    f.insert("server_cpu_pct".into(), json!(round(server_cpu)));
+    f.insert("server_cpu_pct".into(), json!(server_cpu.map(round)));
     f.insert("harness_cpu_pct".into(), json!(round(harness_cpu)));
     f.insert("failures".into(), Value::Object(run.failures()));
     let params = json!({"connections": connections, "channels": channels, "conns_per_user": conns_per_user, "stay_ms": stay_ms, "duration": duration});
@@ -508,16 +519,17 @@ fn churn(
     let before = steady_deliveries(&run);
     let (c0, d0) = (run.total("connected"), run.total("closed"));
     let t0 = run.elapsed();
+    let mark = run.cpu_mark();
     publishing.rate.store(rate.round() as u64, Ordering::Relaxed);
     run.pump_for(Duration::from_secs_f64(duration));
     publishing.rate.store(0, Ordering::Relaxed);
     let t1 = run.elapsed();
+    let (server_cpu, harness_cpu) = run.cpu_since(&mark);
     run.pump_for(Duration::from_secs(2));
     let (c1, d1) = (run.total("connected"), run.total("closed"));
     let published = publishing.published_per_channel();
     let expected = expected_deliveries(&published, &subs);
     let received = steady_deliveries(&run) - before;
-    let (server_cpu, harness_cpu) = run.cpu_between(t0, t1);
     publishing.finish();
     run.stop();
     let secs = (t1 - t0).max(0.001);
@@ -529,7 +541,7 @@ fn churn(
     f.insert("steady_received_deliveries".into(), json!(received));
     f.insert("steady_lost".into(), json!(expected.saturating_sub(received)));
     f.insert("latency".into(), percentiles(&run.latency));
-    f.insert("server_cpu_pct".into(), json!(round(server_cpu)));
+    f.insert("server_cpu_pct".into(), json!(server_cpu.map(round)));
     f.insert("harness_cpu_pct".into(), json!(round(harness_cpu)));
     f.insert("failures".into(), Value::Object(run.failures()));
     let params = json!({"steady": steady, "churners": churners, "channels": channels, "stay_ms": stay_ms, "jitter_ms": jitter_ms, "rate": rate, "duration": duration});
@@ -554,17 +566,18 @@ fn echo(
     run.phase_reset();
     let before = run.total("deliveries");
     let t0 = run.elapsed();
+    let mark = run.cpu_mark();
     run.pump_for(Duration::from_secs_f64(duration));
     let t1 = run.elapsed();
     let trips = run.total("deliveries") - before;
-    let (server_cpu, harness_cpu) = run.cpu_between(t0, t1);
+    let (server_cpu, harness_cpu) = run.cpu_since(&mark);
     let latency = percentiles(&run.phase_latency);
     run.stop();
     let mut f = serde_json::Map::new();
     f.insert("round_trips".into(), json!(trips));
     f.insert("round_trips_per_second".into(), json!(round(trips as f64 / (t1 - t0).max(0.001))));
     f.insert("latency".into(), latency);
-    f.insert("server_cpu_pct".into(), json!(round(server_cpu)));
+    f.insert("server_cpu_pct".into(), json!(server_cpu.map(round)));
     f.insert("harness_cpu_pct".into(), json!(round(harness_cpu)));
     f.insert("failures".into(), Value::Object(run.failures()));
     Ok((
