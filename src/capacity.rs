@@ -3,8 +3,8 @@
 
 /// Kernel memory per idle TCP socket and corecast's own per idle connection, as measured in
 /// benches/RESULTS.md (its `capacity-figures:` line; a test keeps the two in step).
-pub const KERNEL_BYTES_PER_SOCKET: u64 = 5170;
-pub const CORECAST_BYTES_PER_SOCKET: u64 = 961;
+pub const KERNEL_BYTES_PER_SOCKET: u64 = 5015;
+pub const CORECAST_BYTES_PER_SOCKET: u64 = 993;
 
 /// File descriptors kept for the process itself (listeners, io_uring, logs, executors).
 pub const FD_SLACK: u64 = 64;

@@ -84,6 +84,15 @@ pub struct Cli {
     /// Also serve /metrics (and only it, / and /ready) on this port; 0: main port only [default: 0].
     #[arg(long, env = "CORECAST_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// Redis URL (redis://host:port/db): run as one node of a cluster sharing this Redis.
+    #[arg(long, env = "CORECAST_REDIS")]
+    pub redis: Option<String>,
+    /// Prefix of every Redis key and channel corecast uses [default: corecast].
+    #[arg(long, env = "CORECAST_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// Seconds a node's heartbeat key lives: a node silent this long is removed [default: 10].
+    #[arg(long, env = "CORECAST_NODE_TTL")]
+    pub node_ttl: Option<u32>,
     /// Node id in socket ids (1..=999999); 0 picks one at random at start-up [default: 0].
     #[arg(long, env = "CORECAST_NODE_ID")]
     pub node_id: Option<u32>,
@@ -123,6 +132,10 @@ pub struct Config {
     pub max_body_size: usize,
     pub socket_send_buffer: usize,
     pub metrics_port: u16,
+    /// Redis URL; empty: no cluster.
+    pub redis: String,
+    pub redis_prefix: String,
+    pub node_ttl: u32,
     pub node_id: u32,
     /// Apps; empty in the file means the development app (see `pusher::apps`).
     pub apps: Vec<App>,
@@ -149,6 +162,9 @@ impl Default for Config {
             max_body_size: 100 * 1024,
             socket_send_buffer: 0,
             metrics_port: 0,
+            redis: String::new(),
+            redis_prefix: "corecast".into(),
+            node_ttl: 10,
             node_id: 0,
             apps: Vec::new(),
         }
@@ -205,6 +221,9 @@ impl Config {
             max_body_size,
             socket_send_buffer,
             metrics_port,
+            redis,
+            redis_prefix,
+            node_ttl,
             node_id
         );
         if cfg.apps.is_empty() {
@@ -267,6 +286,15 @@ impl Config {
         }
         if self.node_id > 999_999 {
             return Err(ConfigError("node_id must be at most 999999".into()));
+        }
+        let redis_ok = self.redis.is_empty()
+            || self.redis.starts_with("redis://")
+            || self.redis.starts_with("rediss://");
+        if !redis_ok {
+            return Err(ConfigError(format!("redis must be a redis:// URL, not {:?}", self.redis)));
+        }
+        if self.node_ttl < 3 {
+            return Err(ConfigError("node_ttl must be at least 3 seconds".into()));
         }
         if self.max_body_size == 0 {
             return Err(ConfigError("max_body_size must be greater than 0".into()));

@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map.
 
 pub mod capacity;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod metrics;

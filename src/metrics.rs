@@ -148,6 +148,19 @@ pub fn render(reports: &[CoreReport], apps: &[App]) -> String {
         "Webhook events dropped (queue full or retries exhausted)",
         w.dropped + core_dropped,
     );
+    let c = crate::cluster::status();
+    if c.enabled {
+        b.single_gauge("cluster_connected", "1 while the Redis bridge is connected", u64::from(c.connected));
+        b.single_gauge("cluster_nodes", "Live nodes seen in Redis (this one included)", c.nodes);
+        b.single_counter("cluster_published", "Events published to the other nodes", c.published);
+        b.single_counter("cluster_received", "Messages received from the other nodes", c.received);
+        let core_dropped: u64 = reports.iter().map(|r| r.stats.cluster_dropped).sum();
+        b.single_counter(
+            "cluster_dropped",
+            "Cross-node messages dropped (Redis down or rings full)",
+            c.dropped + core_dropped,
+        );
+    }
     let rss = reports.iter().map(|r| r.process_rss).max().unwrap_or(0);
     b.single_gauge("process_resident_memory_bytes", "Resident memory of the process", rss);
     let mut out = String::new();

@@ -125,6 +125,8 @@ pub struct Core {
     pub(crate) process_rss: u64,
     /// This core's ring to the webhook dispatcher (when any app has webhooks).
     pub(crate) webhooks: Option<crate::webhooks::Sink>,
+    /// This core's ring to the Redis bridge (with --redis).
+    pub(crate) cluster: Option<crate::cluster::ring::Tx<crate::cluster::ClusterOut>>,
 }
 
 /// What happened to a frame offered to a connection.
@@ -201,7 +203,13 @@ impl Core {
             pump_holding: vec![false; shards],
             process_rss: 0,
             webhooks: None,
+            cluster: None,
         }
+    }
+
+    /// Connects this core to the Redis bridge.
+    pub fn set_cluster(&mut self, tx: crate::cluster::ring::Tx<crate::cluster::ClusterOut>) {
+        self.cluster = Some(tx);
     }
 
     /// Connects this core to the webhook dispatcher.

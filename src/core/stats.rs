@@ -26,6 +26,8 @@ pub struct Stats {
     pub ring_overflows: u64,
     /// Webhook events dropped because this core's ring to the dispatcher was full.
     pub webhooks_dropped: u64,
+    /// Messages for the Redis bridge dropped because this core's ring to it was full.
+    pub cluster_dropped: u64,
 }
 
 impl Stats {

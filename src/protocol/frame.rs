@@ -54,6 +54,17 @@ pub fn encode(opcode: Opcode, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// The payload of a complete unmasked server frame made by `encode`.
+pub fn payload_of(frame: &[u8]) -> &[u8] {
+    let len7 = frame.get(1).map_or(0, |b| b & 0x7f);
+    let start = match len7 {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    frame.get(start..).unwrap_or(&[])
+}
+
 /// Encodes a close frame carrying `code` and a (≤ 123 byte) UTF-8 reason.
 pub fn encode_close(code: u16, reason: &str) -> Bytes {
     let reason = truncate_utf8(reason, 123);
@@ -148,6 +159,14 @@ mod tests {
         assert_eq!(f.len(), 65546);
         assert_eq!(header_len(125), 2);
         assert_eq!(header_len(65535), 4);
+    }
+
+    #[test]
+    fn payload_of_strips_every_header_form() {
+        for len in [0usize, 125, 126, 65535, 65536] {
+            let payload = vec![b'x'; len];
+            assert_eq!(payload_of(&encode(Opcode::Text, &payload)), &payload[..]);
+        }
     }
 
     #[test]

@@ -8,14 +8,17 @@ use serde_json::{Map, Value, json};
 use super::names::{self, Kind};
 use super::owner_of;
 use super::peer::PeerMsg;
-use super::query::{self, Answer, ChannelQuery, CoreReport, Filter, Pending, Question, Reply, Row, Rows};
+use super::query::{
+    self, Answer, ChannelQuery, CoreReport, Filter, Pending, Question, Reply, Row, Rows, Target,
+};
 use crate::core::Core;
 use crate::core::conn::ConnKey;
 use crate::core::http_phase::Outcome;
 
 impl Core {
-    /// Asks every core `question` for the HTTP request on `conn`. Responds at once when this is
-    /// the only core; otherwise the request waits (`Outcome::Deferred`).
+    /// Asks every core `question` for the HTTP request on `conn` (and, in a cluster, every node
+    /// for channel questions). Responds at once when nobody else needs asking; otherwise the
+    /// request waits (`Outcome::Deferred`).
     pub(crate) fn ask_all(
         &mut self,
         conn: ConnKey,
@@ -23,10 +26,37 @@ impl Core {
         question: Question,
         reply: Reply,
     ) -> Outcome {
+        match self.start_query(Target::Http { conn, keep_alive }, question, reply) {
+            Some(pending) => {
+                let (body, content_type) = self.render(&pending);
+                let resp =
+                    crate::protocol::http::response(200, &[], content_type, body.as_bytes(), keep_alive);
+                Outcome::Respond(resp, keep_alive)
+            }
+            None => {
+                self.pusher.waiting_conns.insert(conn.idx);
+                Outcome::Deferred
+            }
+        }
+    }
+
+    /// Asks the cores (and maybe the cluster); returns the query when it is already complete.
+    fn start_query(&mut self, target: Target, question: Question, reply: Reply) -> Option<Pending> {
         let id = self.pusher.next_query;
         self.pusher.next_query += 1;
-        let mut pending =
-            Pending { conn, keep_alive, waiting: 0, reply, rows: Rows::default(), reports: Vec::new() };
+        let channel_question = match &question {
+            Question::Channels(q) => Some(Arc::clone(q)),
+            Question::Report => None,
+        };
+        let mut pending = Pending {
+            target,
+            waiting: 0,
+            reply,
+            rows: Rows::default(),
+            reports: Vec::new(),
+            question: channel_question,
+            in_cluster: false,
+        };
         let me = self.shard;
         for peer in (0..self.settings.shards).filter(|&p| p != me) {
             let question = match &question {
@@ -38,14 +68,62 @@ impl Core {
         }
         let local = self.answer(&question);
         absorb(&mut pending, local);
-        if pending.waiting == 0 {
-            let (body, content_type) = self.render(&pending);
-            let resp = crate::protocol::http::response(200, &[], content_type, body.as_bytes(), keep_alive);
-            return Outcome::Respond(resp, keep_alive);
+        if pending.waiting == 0 && !self.ask_cluster(id, &mut pending) {
+            return Some(pending);
         }
-        self.pusher.waiting_conns.insert(conn.idx);
         self.pusher.pending.insert(id, pending);
-        Outcome::Deferred
+        None
+    }
+
+    /// Once the cores answered a channel question from an HTTP request: in a cluster, ask the
+    /// other nodes (through the bridge). True when the query now waits for the cluster.
+    fn ask_cluster(&mut self, id: u64, pending: &mut Pending) -> bool {
+        let (Some(q), Target::Http { .. }) = (&pending.question, pending.target) else { return false };
+        if pending.in_cluster || self.cluster.is_none() {
+            return false;
+        }
+        let msg = crate::cluster::ClusterOut::Ask {
+            shard: self.shard,
+            id,
+            app: q.app as u16,
+            filter: q.filter.clone(),
+            members: q.members,
+            rows: std::mem::take(&mut pending.rows),
+        };
+        match self.cluster_send(msg) {
+            Ok(()) => {
+                pending.in_cluster = true;
+                pending.waiting = 1;
+                true
+            }
+            Err(crate::cluster::ClusterOut::Ask { rows, .. }) => {
+                pending.rows = rows;
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The cluster's rows for query `id` (they include this node's).
+    pub(crate) fn cluster_answered(&mut self, id: u64, rows: Rows) {
+        let Some(pending) = self.pusher.pending.get_mut(&id) else { return };
+        pending.rows = rows;
+        pending.waiting = 0;
+        self.complete(id);
+    }
+
+    /// Another node asks this node (on core 0) about its channels.
+    pub(crate) fn answer_node(&mut self, node: u32, id: u64, app: u16, filter: Filter, members: bool) {
+        let q = Arc::new(ChannelQuery { app: app as u32, filter, members });
+        if let Some(pending) =
+            self.start_query(Target::Node { node, id }, Question::Channels(q), Reply::Metrics)
+        {
+            self.reply_node(node, id, pending.rows);
+        }
+    }
+
+    fn reply_node(&mut self, node: u32, id: u64, rows: Rows) {
+        let _ = self.cluster_send(crate::cluster::ClusterOut::Answer { to_node: node, id, rows });
     }
 
     /// This core's answer.
@@ -122,15 +200,31 @@ impl Core {
         if pending.waiting > 0 {
             return;
         }
-        let pending = self.pusher.pending.remove(&id).expect("present");
-        self.pusher.waiting_conns.remove(&pending.conn.idx);
-        if self.conn(pending.conn).is_none() {
+        let mut pending = self.pusher.pending.remove(&id).expect("present");
+        if self.ask_cluster(id, &mut pending) {
+            self.pusher.pending.insert(id, pending);
             return;
         }
-        let (body, content_type) = self.render(&pending);
-        let resp =
-            crate::protocol::http::response(200, &[], content_type, body.as_bytes(), pending.keep_alive);
-        self.finish_deferred(pending.conn, resp, pending.keep_alive);
+        self.pusher.pending.insert(id, pending);
+        self.complete(id);
+    }
+
+    /// Every answer is in: respond.
+    fn complete(&mut self, id: u64) {
+        let Some(pending) = self.pusher.pending.remove(&id) else { return };
+        match pending.target {
+            Target::Node { node, id } => self.reply_node(node, id, pending.rows),
+            Target::Http { conn, keep_alive } => {
+                self.pusher.waiting_conns.remove(&conn.idx);
+                if self.conn(conn).is_none() {
+                    return;
+                }
+                let (body, content_type) = self.render(&pending);
+                let resp =
+                    crate::protocol::http::response(200, &[], content_type, body.as_bytes(), keep_alive);
+                self.finish_deferred(conn, resp, keep_alive);
+            }
+        }
     }
 
     /// The response body of a completed request, and its content type.

@@ -27,6 +27,18 @@ impl Core {
         cache: Option<(Box<str>, Box<str>)>,
     ) {
         self.stats.published += 1;
+        if self.cluster.is_some() {
+            let msg = crate::cluster::ClusterOut::Publish {
+                app: app as u16,
+                channel: channel.into(),
+                frame: frame.clone(),
+                except,
+                cache: cache.clone(),
+            };
+            if self.cluster_send(msg).is_err() {
+                self.stats.cluster_dropped += 1;
+            }
+        }
         let shards = self.settings.shards;
         if shards > 1 {
             let msg = Arc::new(Publish {
@@ -50,7 +62,7 @@ impl Core {
 
     /// Writes `frame` to this core's subscribers of `channel` (for `#server-to-user-{id}`: to
     /// the connections signed in as `id`).
-    fn deliver_local(
+    pub(crate) fn deliver_local(
         &mut self,
         app: u32,
         channel: &str,
@@ -134,29 +146,97 @@ impl Core {
         }
     }
 
-    /// On the owner core: a connection joins a presence channel.
+    /// On the owner core: a connection joins a presence channel. Without a cluster this core
+    /// decides; with one, the user's first connection on this node (or any join, for the member
+    /// list) goes to Redis first (`cluster_joined` continues).
     pub(crate) fn presence_join(&mut self, app: u32, channel: &str, from: SocketRef, member: Member) {
         let max = self.pusher.apps[app as usize].max_presence_members;
         let joined = self.pusher.presence.join(app, channel, from, member.clone(), max);
-        let (frame, ok) = match joined {
-            Joined::Full => {
-                let msg = format!("The presence channel is full ({max} members)");
-                (messages::subscription_error(channel, "LimitReached", &msg, 4100), false)
+        if joined != Joined::Full && self.cluster.is_some() {
+            let token = self.pusher.next_token;
+            self.pusher.next_token += 1;
+            let node_new = joined == Joined::NewMember;
+            self.pusher.joins.insert(
+                token,
+                crate::pusher::PendingJoin { app, channel: channel.into(), from, member: member.clone() },
+            );
+            let msg = crate::cluster::ClusterOut::Join {
+                shard: self.shard,
+                token,
+                app: app as u16,
+                channel: channel.into(),
+                member,
+                node_new,
+                max,
+            };
+            if self.cluster_send(msg).is_err() {
+                // The bridge is swamped: decide on this node alone.
+                self.cluster_joined(token, node_new, false, None);
             }
-            Joined::NewMember | Joined::AnotherConnection => {
-                if joined == Joined::NewMember {
-                    // Announced before the joiner's confirmation leaves this core, so every core
-                    // sees member_added before the joiner is one of its subscribers.
-                    self.publish(app, channel, messages::member_added(channel, &member), Some(from), None);
-                    self.webhook(
-                        app,
-                        serde_json::json!({"name": "member_added", "channel": channel, "user_id": member.id}),
-                    );
+            return;
+        }
+        self.finish_join(
+            app,
+            channel,
+            from,
+            member,
+            joined == Joined::NewMember,
+            joined == Joined::Full,
+            None,
+        );
+    }
+
+    /// The cluster's answer to a presence join sent to the bridge.
+    pub(crate) fn cluster_joined(
+        &mut self,
+        token: u64,
+        added: bool,
+        full: bool,
+        members: Option<Vec<Member>>,
+    ) {
+        let Some(p) = self.pusher.joins.remove(&token) else { return };
+        if full {
+            // Refused cluster-wide: undo this node's join.
+            self.pusher.presence.leave(p.app, &p.channel, &p.member.id, p.from);
+        }
+        self.finish_join(p.app, &p.channel, p.from, p.member, added, full, members);
+    }
+
+    /// Announces a new member (if `added`) and answers the joiner with the member list (the
+    /// cluster's when given, else this node's) or, when `full`, an error.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_join(
+        &mut self,
+        app: u32,
+        channel: &str,
+        from: SocketRef,
+        member: Member,
+        added: bool,
+        full: bool,
+        members: Option<Vec<Member>>,
+    ) {
+        let max = self.pusher.apps[app as usize].max_presence_members;
+        let (frame, ok) = if full {
+            let msg = format!("The presence channel is full ({max} members)");
+            (messages::subscription_error(channel, "LimitReached", &msg, 4100), false)
+        } else {
+            if added {
+                // Announced before the joiner's confirmation leaves this core, so every core
+                // sees member_added before the joiner is one of its subscribers.
+                self.publish(app, channel, messages::member_added(channel, &member), Some(from), None);
+                self.webhook(
+                    app,
+                    serde_json::json!({"name": "member_added", "channel": channel, "user_id": member.id}),
+                );
+            }
+            let data = match &members {
+                Some(list) => messages::presence_data(list.iter()),
+                None => {
+                    let ch = self.pusher.presence.channel(app, channel);
+                    messages::presence_data(ch.into_iter().flat_map(|c| c.members.values().map(|(m, _)| m)))
                 }
-                let ch = self.pusher.presence.channel(app, channel).expect("just joined");
-                let data = messages::presence_data(ch.members.values().map(|(m, _)| m));
-                (messages::subscription_succeeded(channel, &data), true)
-            }
+            };
+            (messages::subscription_succeeded(channel, &data), true)
         };
         self.reply_to(
             from,
@@ -166,13 +246,29 @@ impl Core {
 
     /// On the owner core: a connection left a presence channel.
     pub(crate) fn presence_leave(&mut self, app: u32, channel: &str, user_id: &str, from: SocketRef) {
-        if let Some(member) = self.pusher.presence.leave(app, channel, user_id, from) {
-            self.publish(app, channel, messages::member_removed(channel, &member.id_json), None, None);
-            self.webhook(
-                app,
-                serde_json::json!({"name": "member_removed", "channel": channel, "user_id": member.id}),
-            );
+        let Some(member) = self.pusher.presence.leave(app, channel, user_id, from) else { return };
+        if self.cluster.is_some() {
+            let msg = crate::cluster::ClusterOut::Leave {
+                shard: self.shard,
+                app: app as u16,
+                channel: channel.into(),
+                member,
+            };
+            if let Err(crate::cluster::ClusterOut::Leave { member, .. }) = self.cluster_send(msg) {
+                self.announce_removed(app, channel, &member);
+            }
+            return;
         }
+        self.announce_removed(app, channel, &member);
+    }
+
+    /// `member_removed` to every subscriber, and its webhook.
+    pub(crate) fn announce_removed(&mut self, app: u32, channel: &str, member: &Member) {
+        self.publish(app, channel, messages::member_removed(channel, &member.id_json), None, None);
+        self.webhook(
+            app,
+            serde_json::json!({"name": "member_removed", "channel": channel, "user_id": member.id}),
+        );
     }
 
     /// On the joiner's core: the owner's answer to a presence join.
@@ -215,8 +311,14 @@ impl Core {
         }
     }
 
-    /// Closes every connection signed in as `user_id`, on every core.
+    /// Closes every connection signed in as `user_id`, on every core (and node).
     pub fn terminate_user(&mut self, app: u32, user_id: &str) {
+        if self.cluster.is_some() {
+            let _ = self.cluster_send(crate::cluster::ClusterOut::Terminate {
+                app: app as u16,
+                user_id: user_id.into(),
+            });
+        }
         let me = self.shard;
         for peer in (0..self.settings.shards).filter(|&p| p != me) {
             self.send_to_peer(peer, PeerMsg::TerminateUser { app, user_id: user_id.into() });

@@ -53,11 +53,19 @@ impl Core {
         if after == 0 {
             self.pusher.occupancy[app as usize].remove(channel);
         }
-        if before == 0 && after > 0 {
-            self.webhook(app, json!({"name": "channel_occupied", "channel": channel}));
-        }
-        if before > 0 && after == 0 {
-            self.webhook(app, json!({"name": "channel_vacated", "channel": channel}));
+        if (before == 0) != (after == 0) {
+            let occupied = after > 0;
+            // With a cluster, Redis says whether this is the first (last) node.
+            let msg = crate::cluster::ClusterOut::Occupied {
+                shard: self.shard,
+                app: app as u16,
+                channel: channel.into(),
+                occupied,
+            };
+            if self.cluster.is_none() || self.cluster_send(msg).is_err() {
+                let name = if occupied { "channel_occupied" } else { "channel_vacated" };
+                self.webhook(app, json!({"name": name, "channel": channel}));
+            }
         }
         if before != after
             && self.pusher.apps[app as usize].subscription_count_webhooks

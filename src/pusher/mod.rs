@@ -21,6 +21,7 @@ pub mod query;
 pub mod socket_id;
 
 mod answers;
+mod cluster;
 mod fanout;
 mod hooks;
 mod session;
@@ -40,6 +41,14 @@ use presence::Presence;
 
 /// How long a cache channel keeps its last event, in seconds.
 pub const CACHE_TTL: u32 = 1800;
+
+/// A presence join waiting for the cluster's answer (on the channel's owner core).
+pub struct PendingJoin {
+    pub app: u32,
+    pub channel: Box<str>,
+    pub from: socket_id::SocketRef,
+    pub member: Member,
+}
 
 /// The last event of a cache channel, as this core saw it published.
 pub struct Cached {
@@ -80,6 +89,9 @@ pub struct PusherState {
     pub api_window: Vec<(i64, u32)>,
     /// Per app, on each channel's owner core: subscribers per core (webhooks).
     pub occupancy: Vec<FxMap<Box<str>, Vec<u64>>>,
+    /// Presence joins waiting for the cluster, by token.
+    pub joins: FxMap<u64, PendingJoin>,
+    pub next_token: u64,
 }
 
 impl PusherState {
@@ -102,6 +114,8 @@ impl PusherState {
             waiting_conns: Default::default(),
             api_window: vec![(0, 0); n],
             occupancy: (0..n).map(|_| HashMap::default()).collect(),
+            joins: HashMap::default(),
+            next_token: 1,
         }
     }
 

@@ -106,12 +106,24 @@ pub enum Reply {
     Metrics,
 }
 
-/// An HTTP request waiting for other cores.
+/// Who waits for a query's answer.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// An HTTP request on this core.
+    Http { conn: ConnKey, keep_alive: bool },
+    /// Another node's query `id` (answered through the Redis bridge).
+    Node { node: u32, id: u64 },
+}
+
+/// A query waiting for other cores (then, in a cluster, for the other nodes).
 pub struct Pending {
-    pub conn: ConnKey,
-    pub keep_alive: bool,
+    pub target: Target,
     pub waiting: u32,
     pub reply: Reply,
     pub rows: Rows,
     pub reports: Vec<CoreReport>,
+    /// The channel question, kept to forward it to the cluster once the cores answered.
+    pub question: Option<std::sync::Arc<ChannelQuery>>,
+    /// The cluster's answer is awaited (the cores' are in).
+    pub in_cluster: bool,
 }

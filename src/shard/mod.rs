@@ -47,7 +47,22 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let (sockets, backlog) = listener::bind_all(addr, count, cfg.backlog).map_err(|e| e.to_string())?;
     let bound = sockets[0].local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
     let signals = control::signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let node = if cfg.node_id == 0 { crate::pusher::socket_id::random_node_id() } else { cfg.node_id };
+    let node = if !cfg.redis.is_empty() {
+        crate::cluster::claim_node_id(&cfg.redis, &cfg.redis_prefix, cfg.node_ttl as u64, cfg.node_id)
+    } else if cfg.node_id == 0 {
+        crate::pusher::socket_id::random_node_id()
+    } else {
+        cfg.node_id
+    };
+    let clusters: Vec<Option<crate::cluster::CoreLink>> = if cfg.redis.is_empty() {
+        (0..count).map(|_| None).collect()
+    } else {
+        let apps = cfg.apps.iter().map(|a| a.id.clone()).collect();
+        crate::cluster::start(&cfg.redis, &cfg.redis_prefix, node, cfg.node_ttl as u64, apps, count)
+            .into_iter()
+            .map(Some)
+            .collect()
+    };
     let mut metrics_socket = if cfg.metrics_port != 0 {
         let addr = SocketAddr::new(cfg.host, cfg.metrics_port);
         let (mut s, _) = listener::bind_all(addr, 1, 1024).map_err(|e| e.to_string())?;
@@ -60,7 +75,9 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
 
     let mut commands = Vec::with_capacity(count);
     let mut handles = Vec::with_capacity(count);
-    for (shard, ((socket, links), sink)) in sockets.into_iter().zip(links).zip(sinks).enumerate() {
+    for (shard, (((socket, links), sink), cluster)) in
+        sockets.into_iter().zip(links).zip(sinks).zip(clusters).enumerate()
+    {
         let (tx, rx) = shared_channel::new_bounded(16);
         commands.push(tx);
         let placement = match cpus.get(shard) {
@@ -74,7 +91,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             .name(&format!("corecast-{shard}"))
             .io_memory(IO_MEMORY)
             .ring_depth(RING_DEPTH)
-            .spawn(move || shard_main(shard as u32, node, cfg, (socket, metrics), links, sink, rx))
+            .spawn(move || shard_main(shard as u32, node, cfg, (socket, metrics), links, (sink, cluster), rx))
             .map_err(|e| format!("cannot start executor {shard}: {e}"))?;
         handles.push(handle);
     }
@@ -88,6 +105,9 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         "listening on {bound} with {count} shard(s), backlog {backlog}, at most {} WebSocket connections, node {node}",
         cfg.max_connections
     );
+    if !cfg.redis.is_empty() {
+        log::info!("cluster: Redis {} (prefix {}, node TTL {} s)", cfg.redis, cfg.redis_prefix, cfg.node_ttl);
+    }
     for app in &cfg.apps {
         log::info!(
             "app id={} key={} client_events={} user_authentication={} webhooks={}",
@@ -111,16 +131,29 @@ async fn shard_main(
     cfg: Config,
     (socket, metrics): (socket2::Socket, Option<socket2::Socket>),
     links: mesh::Links,
-    sink: Option<crate::webhooks::Sink>,
+    (sink, cluster): (Option<crate::webhooks::Sink>, Option<crate::cluster::CoreLink>),
     commands: SharedReceiver<Command>,
 ) {
     let started = Instant::now();
     let mut core = Core::new(shard, Settings::from_config(&cfg, node), Box::new(sys::RawSend), 0);
     core.set_unix_time(ticker::unix_now());
     core.set_webhook_sink(sink);
+    let cluster_rx = cluster.map(|mut link| {
+        let rx = link.rx.take().expect("a fresh link");
+        core.set_cluster(link.tx);
+        rx
+    });
     core.set_process_rss(ticker::process_rss());
     local::install(core);
     let mesh = glommio::spawn_local(mesh::run(links));
+    let bridge = cluster_rx.map(|mut rx| {
+        glommio::spawn_local(async move {
+            loop {
+                let msg = rx.pop().await;
+                local::with_core(|core| core.on_cluster(msg));
+            }
+        })
+    });
     let listener = sys::adopt_listener(socket);
     let accept = glommio::spawn_local(accept::run(listener, cfg.socket_send_buffer, false));
     let metrics = metrics.map(|m| glommio::spawn_local(accept::run(sys::adopt_listener(m), 0, true)));
@@ -149,5 +182,8 @@ async fn shard_main(
     }
     ticker.cancel().await;
     mesh.cancel().await;
+    if let Some(b) = bridge {
+        b.cancel().await;
+    }
     drop(local::take());
 }

@@ -21,6 +21,8 @@ use crate::sign;
 #[derive(Debug, Clone)]
 pub struct Common {
     pub server: SocketAddr,
+    /// Where the HTTP API publishers connect (another node, for cross-node runs).
+    pub publish_server: SocketAddr,
     pub server_pid: Option<u32>,
     pub target: Target,
     pub app_id: String,
@@ -393,12 +395,12 @@ pub fn spawn_publisher(
             let target = sign::signed_path("POST", &path, &key, &secret, body.as_bytes(), &[]);
             let req = format!(
                 "POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                common.server,
+                common.publish_server,
                 body.len()
             );
             let ok = (|| -> std::io::Result<bool> {
                 if conn.is_none() {
-                    let s = TcpStream::connect(common.server)?;
+                    let s = TcpStream::connect(common.publish_server)?;
                     s.set_nodelay(true)?;
                     s.set_read_timeout(Some(Duration::from_secs(5)))?;
                     conn = Some(s);

@@ -24,6 +24,10 @@ pub struct Cli {
     /// Server address.
     #[arg(long, default_value = "127.0.0.1:6001", global = true)]
     pub server: SocketAddr,
+    /// Where publishers send HTTP API requests [default: --server]; another node of a cluster
+    /// makes every delivery cross nodes.
+    #[arg(long, global = true)]
+    pub publish_server: Option<SocketAddr>,
     /// Server process to sample (RSS, CPU); found from the listening port when omitted.
     #[arg(long, global = true)]
     pub server_pid: Option<u32>,
@@ -213,6 +217,7 @@ fn common(cli: &Cli) -> Result<Common, String> {
     let server_pid = cli.server_pid.or_else(|| procstat::pid_listening_on(cli.server.port()));
     Ok(Common {
         server: cli.server,
+        publish_server: cli.publish_server.unwrap_or(cli.server),
         server_pid,
         target,
         app_id: cli.app_id.clone(),

@@ -1,0 +1,49 @@
+// Helpers for the multi-node scenarios: NODES is a comma list of the corecast ports.
+'use strict';
+const path = require('path');
+const modules = path.join(__dirname, '../../../.testenv/node/node_modules');
+const Pusher = require(path.join(modules, 'pusher-js'));
+const PusherServer = require(path.join(modules, 'pusher'));
+const assert = require('assert');
+
+const NODES = process.env.NODES.split(',').map(Number);
+const sdk = (port) => new PusherServer({ appId: '1', key: 'app-key', secret: 'app-secret', host: '127.0.0.1', port: String(port), useTLS: false });
+
+function client(port, user) {
+  const auth = sdk(port);
+  return new Pusher('app-key', {
+    wsHost: '127.0.0.1', wsPort: port, forceTLS: false, enabledTransports: ['ws'], cluster: 'local',
+    channelAuthorization: { customHandler: (p, cb) => cb(null, auth.authorizeChannel(p.socketId, p.channelName, p.channelName.startsWith('presence-') ? { user_id: user } : undefined)) },
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function subscribed(p, name) {
+  const ch = p.subscribe(name);
+  await new Promise((resolve, reject) => {
+    ch.bind('pusher:subscription_succeeded', resolve);
+    ch.bind('pusher:subscription_error', reject);
+    setTimeout(() => reject(new Error('subscribe timed out: ' + name)), 5000);
+  });
+  return ch;
+}
+
+async function until(pred, what, ms = 10000) {
+  const start = Date.now();
+  while (Date.now() - start < ms) { if (pred()) return Date.now() - start; await sleep(50); }
+  throw new Error('timed out: ' + what);
+}
+
+async function metric(port, name) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
+  return line ? Number(line.trim().split(/\s+/).pop()) : undefined;
+}
+
+function run(main) {
+  main().then(() => { console.log('ok'); process.exit(0); }, (e) => { console.error(e && e.stack || e); process.exit(1); });
+  setTimeout(() => { console.error('scenario timed out'); process.exit(1); }, 90000).unref();
+}
+
+module.exports = { Pusher, PusherServer, NODES, sdk, client, sleep, subscribed, until, metric, run, assert };

@@ -1,0 +1,25 @@
+// kill -9 of a node (its pid in VICTIM_PID, port = the last of NODES): its members are removed on
+// the other nodes within the heartbeat TTL, once.
+'use strict';
+const { NODES, client, subscribed, sleep, until, run, assert } = require('./lib');
+
+run(async () => {
+  const survivor = client(NODES[0], 'stays');
+  const s = await subscribed(survivor, 'presence-death');
+  const removed = [];
+  s.bind('pusher:member_removed', (m) => removed.push(m.id));
+  const victimPort = NODES[NODES.length - 1];
+  const doomed = [client(victimPort, 'gone-1'), client(victimPort, 'gone-2')];
+  for (const p of doomed) await subscribed(p, 'presence-death');
+  await until(() => s.members.count === 3, 'three members');
+  process.kill(Number(process.env.VICTIM_PID), 'SIGKILL');
+  const t0 = Date.now();
+  await until(() => removed.length === 2, 'the dead node\'s members removed', 20000);
+  const took = Date.now() - t0;
+  assert.ok(took < Number(process.env.TTL_MS) * 2, `removed after ${took} ms`);
+  await sleep(1500);
+  assert.deepStrictEqual(removed.sort(), ['gone-1', 'gone-2'], 'once each');
+  assert.strictEqual(s.members.count, 1);
+  doomed.forEach((p) => p.disconnect());
+  survivor.disconnect();
+});

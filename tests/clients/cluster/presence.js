@@ -1,0 +1,65 @@
+// Presence across nodes: a user connected to several nodes is one member; member_added and
+// member_removed fire once cluster-wide; the HTTP API of any node counts cluster-wide.
+'use strict';
+const { NODES, sdk, client, subscribed, sleep, until, run, assert } = require('./lib');
+
+const hooks = [];
+require('http').createServer((req, res) => {
+  let body = '';
+  req.on('data', (d) => { body += d; });
+  req.on('end', () => {
+    const hook = sdk(NODES[0]).webhook({ headers: req.headers, rawBody: body });
+    if (hook.isValid()) hooks.push(...hook.getEvents());
+    res.writeHead(200); res.end();
+  });
+}).listen(Number(process.env.HOOK_PORT), '127.0.0.1');
+const count = (name, channel, user) => hooks.filter((e) => e.name === name && e.channel === channel && (!user || e.user_id === user)).length;
+
+run(async () => {
+  const watcher = client(NODES[0], 'watcher');
+  const w = await subscribed(watcher, 'presence-cluster');
+  const added = []; const removed = [];
+  w.bind('pusher:member_added', (m) => added.push(m.id));
+  w.bind('pusher:member_removed', (m) => removed.push(m.id));
+  // Ann on every node, Bob on the last one.
+  const ann = [];
+  for (const port of NODES) {
+    const p = client(port, 'ann');
+    const ch = await subscribed(p, 'presence-cluster');
+    assert.strictEqual(ch.members.count, 2, `ann on node ${port} sees watcher and ann`);
+    ann.push(p);
+  }
+  const bob = client(NODES[NODES.length - 1], 'bob');
+  const b = await subscribed(bob, 'presence-cluster');
+  assert.strictEqual(b.members.count, 3);
+  assert.deepStrictEqual(Object.keys(b.members.members).sort(), ['ann', 'bob', 'watcher']);
+  await sleep(500);
+  assert.deepStrictEqual(added, ['ann', 'bob'], 'member_added once per user cluster-wide');
+  for (const port of NODES) {
+    const info = JSON.parse(await (await sdk(port).get({ path: '/channels/presence-cluster', params: { info: 'user_count,subscription_count' } })).text());
+    assert.deepStrictEqual(info, { occupied: true, user_count: 3, subscription_count: NODES.length + 2 }, `counts via node ${port}`);
+    const users = JSON.parse(await (await sdk(port).get({ path: '/channels/presence-cluster/users' })).text());
+    assert.deepStrictEqual(users.users.map((u) => u.id), ['ann', 'bob', 'watcher']);
+    const list = JSON.parse(await (await sdk(port).get({ path: '/channels', params: { filter_by_prefix: 'presence-', info: 'user_count' } })).text());
+    assert.deepStrictEqual(list, { channels: { 'presence-cluster': { user_count: 3 } } });
+  }
+  // Ann leaves node by node: member_removed only after her last connection.
+  for (const p of ann.slice(0, -1)) { p.disconnect(); await sleep(400); }
+  assert.deepStrictEqual(removed, [], 'ann still connected somewhere');
+  ann[ann.length - 1].disconnect();
+  await until(() => removed.includes('ann'), 'member_removed ann');
+  bob.disconnect();
+  await until(() => removed.includes('bob'), 'member_removed bob');
+  await sleep(300);
+  assert.deepStrictEqual(removed, ['ann', 'bob'], 'member_removed once per user');
+  watcher.disconnect();
+  await until(() => count('channel_vacated', 'presence-cluster') === 1, 'channel_vacated webhook');
+  await sleep(500);
+  // Webhooks fire once for the whole cluster, whichever node saw the change.
+  assert.strictEqual(count('channel_occupied', 'presence-cluster'), 1, JSON.stringify(hooks));
+  assert.strictEqual(count('channel_vacated', 'presence-cluster'), 1, JSON.stringify(hooks));
+  for (const user of ['ann', 'bob', 'watcher']) {
+    assert.strictEqual(count('member_added', 'presence-cluster', user), 1, `member_added ${user}: ${JSON.stringify(hooks)}`);
+    assert.strictEqual(count('member_removed', 'presence-cluster', user), 1, `member_removed ${user}`);
+  }
+});

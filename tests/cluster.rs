@@ -1,0 +1,154 @@
+//! Several corecast nodes sharing one Redis behave as one server: cross-node delivery with
+//! pusher-js and the official SDK, presence deduplicated across nodes, a killed node's members
+//! removed within the heartbeat TTL, delivery resuming after Redis restarts, no duplicates.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+
+/// A throwaway redis-server on a free loopback port.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        testenv();
+        let port = free_port();
+        let child = Command::new(redis_server())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/test-deps.sh installs it)");
+        // Dropping the guard kills and reaps the child on every path.
+        let redis = Redis { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return redis;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // A test may have restarted Redis as a daemon on the same port.
+        let _ = Command::new("redis-cli").args(["-p", &self.port.to_string(), "shutdown", "nosave"]).output();
+    }
+}
+
+fn redis_server() -> String {
+    ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("redis-server")
+        .to_string()
+}
+
+fn nodes(redis: &Redis, n: usize, extra: &[&str]) -> Vec<Server> {
+    (0..n)
+        .map(|_| {
+            let mut args = vec!["--redis", &*Box::leak(redis.url().into_boxed_str()), "--cores", "2"];
+            args.extend_from_slice(extra);
+            Server::start(&args)
+        })
+        .collect()
+}
+
+fn scenario(nodes: &[Server], script: &str, env: &[(&str, String)]) {
+    let ports: Vec<String> = nodes.iter().map(|n| n.port.to_string()).collect();
+    // Let every bridge connect and see the others.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let out = Command::new("node")
+        .arg(format!("{}/tests/clients/cluster/{script}", env!("CARGO_MANIFEST_DIR")))
+        .env("NODES", ports.join(","))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("node runs");
+    let logs: Vec<String> = nodes.iter().map(|n| n.log()).collect();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}{}\nnode logs:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        logs.join("\n---\n")
+    );
+}
+
+#[test]
+fn cross_node_delivery_exactly_once() {
+    let redis = Redis::start();
+    let nodes = nodes(&redis, 3, &[]);
+    scenario(&nodes, "delivery.js", &[]);
+}
+
+#[test]
+fn presence_is_deduplicated_across_nodes() {
+    let redis = Redis::start();
+    let hook = free_port();
+    let url = format!("http://127.0.0.1:{hook}/hooks");
+    let nodes = nodes(&redis, 3, &["--webhook-url", &url]);
+    scenario(&nodes, "presence.js", &[("HOOK_PORT", hook.to_string())]);
+}
+
+#[test]
+fn killed_node_members_are_removed_within_the_ttl() {
+    let redis = Redis::start();
+    let nodes = nodes(&redis, 2, &["--node-ttl", "3"]);
+    let victim = nodes[1].child.id().to_string();
+    scenario(&nodes, "node_death.js", &[("VICTIM_PID", victim), ("TTL_MS", "3000".into())]);
+}
+
+#[test]
+fn delivery_resumes_after_redis_restarts() {
+    let redis = Redis::start();
+    let nodes = nodes(&redis, 2, &[]);
+    scenario(
+        &nodes,
+        "redis_restart.js",
+        &[("REDIS_PORT", redis.port.to_string()), ("REDIS_SERVER", redis_server())],
+    );
+}
+
+#[test]
+fn node_without_redis_at_start_up_serves_locally_and_joins_later() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = Server::start(&["--redis", &url]);
+    // Local delivery works with Redis absent.
+    let (status, _) = publish(&server.addr(), &["x"], "e", "d");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let redis = Command::new(redis_server())
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut redis = Redis { child: redis, port };
+    let mut joined = false;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let m = String::from_utf8_lossy(&raw_exchange(
+            &server.addr(),
+            b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
+            std::time::Duration::from_secs(2),
+        ))
+        .into_owned();
+        if m.contains("corecast_cluster_connected 1") {
+            joined = true;
+            break;
+        }
+    }
+    assert!(joined, "the bridge connected once Redis came up:\n{}", server.log());
+    let _ = redis.child.kill();
+}
