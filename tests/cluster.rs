@@ -105,9 +105,12 @@ fn presence_is_deduplicated_across_nodes() {
 #[test]
 fn killed_node_members_are_removed_within_the_ttl() {
     let redis = Redis::start();
-    let nodes = nodes(&redis, 2, &["--node-ttl", "3"]);
+    let hook = free_port();
+    let url = format!("http://127.0.0.1:{hook}/hooks");
+    let nodes = nodes(&redis, 2, &["--node-ttl", "3", "--webhook-url", &url]);
     let victim = nodes[1].child.id().to_string();
-    scenario(&nodes, "node_death.js", &[("VICTIM_PID", victim), ("TTL_MS", "3000".into())]);
+    let env = [("VICTIM_PID", victim), ("TTL_MS", "3000".into()), ("HOOK_PORT", hook.to_string())];
+    scenario(&nodes, "node_death.js", &env);
 }
 
 #[test]

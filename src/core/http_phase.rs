@@ -92,6 +92,11 @@ impl Core {
             };
             let total = req.head_len + body_len;
             if rest.len() < total {
+                // A client that sent only the head and `Expect: 100-continue` (curl, and so the
+                // PHP SDK, for bodies over 1 KiB) waits for this before sending the body.
+                if rest.len() == req.head_len && req.header_has_token("Expect", "100-continue") {
+                    self.send(key, Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+                }
                 return self.keep_partial(key, rest, total);
             }
             self.stats.http_requests += 1;

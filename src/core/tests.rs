@@ -340,3 +340,15 @@ fn regression_cutting_a_slow_consumer_keeps_a_partly_written_frame() {
     assert_eq!(front.len(), 62 - 5, "the rest of the partly written frame comes first");
     assert_eq!(core.stats.slow_consumers, 1);
 }
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let (mut core, io) = core();
+    let key = core.accept(3);
+    feed(&mut core, key, b"POST /ready HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(io.take_text(3), "HTTP/1.1 100 Continue\r\n\r\n");
+    feed(&mut core, key, b"{}   ");
+    let out = io.take_text(3);
+    assert!(out.starts_with("HTTP/1.1 405 "), "the request is then handled: {out}");
+    assert!(!out.contains("100 Continue"));
+}

@@ -475,3 +475,44 @@ fn http_api_publishes_with_a_valid_signature_only() {
     let many = json!({"name":"x","channels":too_many,"data":"d"}).to_string();
     assert!(request(&mut cl, &many, 1_700_000_000).starts_with("HTTP/1.1 400 "));
 }
+
+/// Every webhook event the cores queued so far, in order.
+fn hooks(rings: &mut [rtrb::Consumer<crate::webhooks::Hook>]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for r in rings {
+        while let Ok(h) = r.pop() {
+            out.push(serde_json::from_str(&h.event).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn occupancy_and_subscription_count_webhooks_fire_once_per_server() {
+    let mut cl = Cluster::new(2, |cfg| {
+        cfg.apps[0].webhooks = vec!["http://127.0.0.1:9/hooks".into()];
+        cfg.apps[0].subscription_count_webhooks = true;
+    });
+    let mut rings = Vec::new();
+    for core in &mut cl.cores {
+        let (tx, rx) = rtrb::RingBuffer::new(1024);
+        core.set_webhook_sink(Some(tx));
+        rings.push(rx);
+    }
+    let a = cl.connect(0);
+    let b = cl.connect(1);
+    cl.subscribe(&a, "news", None);
+    cl.subscribe(&b, "news", None);
+    let got = hooks(&mut rings);
+    let names: Vec<&str> = got.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["channel_occupied", "subscription_count", "subscription_count"], "{got:?}");
+    assert_eq!(got[2]["subscription_count"], 2);
+    cl.cores[0].remove(a.key);
+    cl.pump();
+    cl.cores[1].remove(b.key);
+    cl.pump();
+    let got = hooks(&mut rings);
+    let names: Vec<&str> = got.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["subscription_count", "channel_vacated", "subscription_count"], "{got:?}");
+    assert_eq!(got[2]["subscription_count"], 0);
+}

@@ -3,6 +3,17 @@
 'use strict';
 const { NODES, client, subscribed, sleep, until, run, assert } = require('./lib');
 
+const hooks = [];
+require('http').createServer((req, res) => {
+  let body = '';
+  req.on('data', (d) => { body += d; });
+  req.on('end', () => {
+    const hook = require('./lib').sdk(NODES[0]).webhook({ headers: req.headers, rawBody: body });
+    if (hook.isValid()) hooks.push(...hook.getEvents());
+    res.writeHead(200); res.end();
+  });
+}).listen(Number(process.env.HOOK_PORT), '127.0.0.1');
+
 run(async () => {
   const survivor = client(NODES[0], 'stays');
   const s = await subscribed(survivor, 'presence-death');
@@ -20,6 +31,11 @@ run(async () => {
   await sleep(1500);
   assert.deepStrictEqual(removed.sort(), ['gone-1', 'gone-2'], 'once each');
   assert.strictEqual(s.members.count, 1);
+  // The survivor that cleaned up sent the webhooks, once per member.
+  await until(() => hooks.filter((e) => e.name === 'member_removed').length >= 2, 'member_removed webhooks');
+  await sleep(500);
+  const gone = hooks.filter((e) => e.name === 'member_removed').map((e) => e.user_id).sort();
+  assert.deepStrictEqual(gone, ['gone-1', 'gone-2'], JSON.stringify(hooks));
   doomed.forEach((p) => p.disconnect());
   survivor.disconnect();
 });

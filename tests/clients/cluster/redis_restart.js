@@ -6,7 +6,8 @@ const { NODES, sdk, client, subscribed, sleep, until, metric, run, assert } = re
 
 run(async () => {
   const port = Number(process.env.REDIS_PORT);
-  const a = client(NODES[0]); const b = client(NODES[1]);
+  const a = client(NODES[0], 'ann'); const b = client(NODES[1], 'bob');
+  await subscribed(a, 'presence-restart');
   const got = { a: [], b: [] };
   (await subscribed(a, 'feed')).bind('e', (d) => got.a.push(d.n));
   (await subscribed(b, 'feed')).bind('e', (d) => got.b.push(d.n));
@@ -30,6 +31,13 @@ run(async () => {
     if (n > 60) throw new Error('cross-node delivery did not resume');
   }
   await sleep(500);
+  // Redis lost everything; node 1 registered its presence again: node 2's API sees Ann.
+  let users = [];
+  for (let i = 0; i < 50 && !users.includes('ann'); i++) {
+    users = JSON.parse(await (await sdk(NODES[1]).get({ path: '/channels/presence-restart/users' })).text()).users.map((u) => u.id);
+    await sleep(100);
+  }
+  assert.deepStrictEqual(users, ['ann'], 'presence re-registered after the restart');
   assert.deepStrictEqual(got.a, [...Array(n).keys()].slice(1), 'node 1 got everything once, in order');
   const unique = new Set(got.b);
   assert.strictEqual(unique.size, got.b.length, 'no duplicates on node 2');
