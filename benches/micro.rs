@@ -9,21 +9,7 @@ use corecast::protocol::{frame, handshake, http, utf8};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![0x80 | opcode];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 65535 {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-    out
+    frame::encode_client(true, opcode, payload, [0x37, 0xfa, 0x21, 0x3d])
 }
 
 fn decode(c: &mut Criterion) {

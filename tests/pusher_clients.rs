@@ -7,11 +7,13 @@ use std::process::Command;
 
 use common::*;
 
-fn python(server: &Server, script: &str) {
+/// Runs tests/clients/`script` with the test venv's Python: `script PORT [args]`.
+fn python(server: &Server, script: &str, args: &[String]) {
     let env = testenv();
     let out = Command::new(env.join("py/bin/python"))
         .arg(format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
         .arg(server.port.to_string())
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -112,20 +114,7 @@ fn pusher_js_answers_server_pings_and_stays() {
 
 #[test]
 fn official_python_sdk_signs_and_publishes() {
-    let env = testenv();
-    let server = Server::start(&[]);
-    let out = Command::new(env.join("py/bin/python"))
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/pusher_python_sdk.py"))
-        .arg(server.port.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+    python(&Server::start(&[]), "pusher_python_sdk.py", &[]);
 }
 
 #[test]
@@ -143,27 +132,15 @@ fn webhooks_verified_by_the_official_node_sdk() {
 
 #[test]
 fn http_api_and_webhooks_with_the_official_python_sdk() {
-    let env = testenv();
     let hook = free_port();
     let url = format!("http://127.0.0.1:{hook}/hooks");
     let server = Server::start(&["--cores", "2", "--webhook-url", &url]);
-    let out = Command::new(env.join("py/bin/python"))
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/pusher_python_api_webhooks.py"))
-        .args([server.port.to_string(), hook.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+    python(&server, "pusher_python_api_webhooks.py", &[hook.to_string()]);
 }
 
 #[test]
 fn metrics_match_the_work_done() {
-    python(&Server::start(&["--cores", "2"]), "metrics_check.py");
+    python(&Server::start(&["--cores", "2"]), "metrics_check.py", &[]);
 }
 
 #[test]
@@ -177,5 +154,5 @@ fn per_app_limits_answer_with_pusher_codes() {
          max_channels_per_connection = 2\nmax_event_bytes = 100\nmax_api_requests_per_second = 4\n",
     )
     .unwrap();
-    python(&Server::start(&["--config", cfg.to_str().unwrap(), "--cores", "2"]), "app_limits.py");
+    python(&Server::start(&["--config", cfg.to_str().unwrap(), "--cores", "2"]), "app_limits.py", &[]);
 }

@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use super::ring::{self, Rx, Tx};
 use super::scripts;
 use super::{ClusterIn, ClusterOut, CoreLink, STATUS};
 use crate::pusher::messages::{self, Member};
+use crate::pusher::peer::Publish;
 use crate::pusher::query::{Filter, Row, Rows};
 use crate::pusher::socket_id::SocketRef;
 
@@ -203,20 +205,20 @@ async fn handle_out(b: &Shared, shard: u32, msg: ClusterOut) {
     let con = con_of(b);
     let node = b.borrow().s.node;
     match msg {
-        ClusterOut::Publish { app, channel, frame, except, cache } => {
+        ClusterOut::Publish(p) => {
             let Some(mut con) = con else {
                 STATUS.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             };
-            let payload = String::from_utf8_lossy(crate::protocol::frame::payload_of(&frame)).into_owned();
+            let payload = String::from_utf8_lossy(crate::protocol::frame::payload_of(&p.frame)).into_owned();
             let (bus, text) = {
                 let br = b.borrow();
                 let msg = Bus::Publish {
                     node,
-                    app: br.app_id(app).to_string(),
-                    channel: channel.to_string(),
-                    except: except.map(|e| e.format()),
-                    cache: cache.map(|(n, d)| (n.to_string(), d.to_string())),
+                    app: br.app_id(p.app as u16).to_string(),
+                    channel: p.channel.to_string(),
+                    except: p.except.map(|e| e.format()),
+                    cache: p.cache.as_ref().map(|(n, d)| (n.to_string(), d.to_string())),
                     payload,
                 };
                 (br.key("bus"), serde_json::to_string(&msg).expect("serialises"))
@@ -588,15 +590,10 @@ async fn on_bus(b: &Shared, msg: Bus) {
                         payload.as_bytes(),
                     );
                     let except = except.as_deref().and_then(SocketRef::parse);
-                    let channel: Box<str> = channel.into();
-                    let cache: Option<(Box<str>, Box<str>)> = cache.map(|(n, d)| (n.into(), d.into()));
-                    br.send_all(|| ClusterIn::Publish {
-                        app,
-                        channel: channel.clone(),
-                        frame: frame.clone(),
-                        except,
-                        cache: cache.clone(),
-                    });
+                    let cache = cache.map(|(n, d)| (n.into(), d.into()));
+                    let p =
+                        Arc::new(Publish { app: app as u32, channel: channel.into(), frame, except, cache });
+                    br.send_all(|| ClusterIn::Publish(p.clone()));
                 }
                 None
             }
@@ -793,16 +790,11 @@ async fn announce_removed(
         };
         (br.key("bus"), serde_json::to_string(&msg).expect("serialises"))
     };
-    let channel_box: Box<str> = channel.into();
     {
         let mut br = b.borrow_mut();
-        br.send_all(|| ClusterIn::Publish {
-            app,
-            channel: channel_box.clone(),
-            frame: frame.clone(),
-            except: None,
-            cache: None,
-        });
+        let p =
+            Arc::new(Publish { app: app as u32, channel: channel.into(), frame, except: None, cache: None });
+        br.send_all(|| ClusterIn::Publish(p.clone()));
         let event = json!({"name": "member_removed", "channel": channel, "user_id": member.id});
         br.send_core(0, ClusterIn::Webhook { app, event });
     }

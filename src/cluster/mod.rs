@@ -21,13 +21,12 @@ pub mod bus;
 pub mod ring;
 pub mod scripts;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
-
 use crate::pusher::messages::Member;
+use crate::pusher::peer::Publish;
 use crate::pusher::query::{Filter, Rows};
-use crate::pusher::socket_id::SocketRef;
 
 pub use bridge::{claim_node_id, start};
 
@@ -35,13 +34,7 @@ pub use bridge::{claim_node_id, start};
 #[derive(Debug)]
 pub enum ClusterOut {
     /// An event that originated on this node: publish it to the other nodes.
-    Publish {
-        app: u16,
-        channel: Box<str>,
-        frame: Bytes,
-        except: Option<SocketRef>,
-        cache: Option<(Box<str>, Box<str>)>,
-    },
+    Publish(Arc<Publish>),
     /// From a presence channel's owner core: `member` has its first connection on this node
     /// (`node_new`) or another one; answer with `Joined` and the cluster's members.
     Join {
@@ -104,13 +97,7 @@ pub enum ClusterOut {
 #[derive(Debug)]
 pub enum ClusterIn {
     /// An event from another node: deliver to this core's subscribers.
-    Publish {
-        app: u16,
-        channel: Box<str>,
-        frame: Bytes,
-        except: Option<SocketRef>,
-        cache: Option<(Box<str>, Box<str>)>,
-    },
+    Publish(Arc<Publish>),
     /// The cluster's answer to a `Join`: whether the user is new to the cluster, whether the
     /// channel is full, and every member (None when Redis is unreachable).
     Joined {

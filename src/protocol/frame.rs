@@ -86,6 +86,28 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Encodes a masked client frame (what clients send; used by tests, benchmarks and the load
+/// harness).
+pub fn encode_client(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(14 + payload.len());
+    out.push(if fin { 0x80 } else { 0 } | opcode);
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= u16::MAX as usize {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    unmask(&mut out[start..], mask, 0);
+    out
+}
+
 /// XORs `buf` with `mask`, where `buf` starts `offset` bytes into the frame's payload.
 /// Returns the offset after `buf`, for the next chunk of the same payload.
 pub fn unmask(buf: &mut [u8], mask: [u8; 4], offset: usize) -> usize {

@@ -17,8 +17,8 @@ impl Core {
     /// A message from the bridge.
     pub fn on_cluster(&mut self, msg: ClusterIn) {
         match msg {
-            ClusterIn::Publish { app, channel, frame, except, cache } => {
-                self.deliver_local(app as u32, &channel, &frame, except, cache);
+            ClusterIn::Publish(p) => {
+                self.deliver_local(p.app, &p.channel, &p.frame, p.except, p.cache.clone())
             }
             ClusterIn::Joined { token, added, full, members } => {
                 self.cluster_joined(token, added, full, members)

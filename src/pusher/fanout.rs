@@ -27,20 +27,9 @@ impl Core {
         cache: Option<(Box<str>, Box<str>)>,
     ) {
         self.stats.published += 1;
-        if self.cluster.is_some() {
-            let msg = crate::cluster::ClusterOut::Publish {
-                app: app as u16,
-                channel: channel.into(),
-                frame: frame.clone(),
-                except,
-                cache: cache.clone(),
-            };
-            if self.cluster_send(msg).is_err() {
-                self.stats.cluster_dropped += 1;
-            }
-        }
         let shards = self.settings.shards;
-        if shards > 1 {
+        if shards > 1 || self.cluster.is_some() {
+            // One shared message for every other core and for the other nodes.
             let msg = Arc::new(Publish {
                 app,
                 channel: channel.into(),
@@ -48,6 +37,11 @@ impl Core {
                 except,
                 cache: cache.clone(),
             });
+            if self.cluster.is_some()
+                && self.cluster_send(crate::cluster::ClusterOut::Publish(msg.clone())).is_err()
+            {
+                self.stats.cluster_dropped += 1;
+            }
             let me = self.shard;
             for peer in (0..shards).filter(|&p| p != me) {
                 if self.peer_backlogged(peer) {

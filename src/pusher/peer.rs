@@ -10,7 +10,8 @@ use super::query::{Answer, Question};
 use super::socket_id::SocketRef;
 use crate::core::conn::ConnKey;
 
-/// An event to deliver to a channel's subscribers on every core.
+/// An event to deliver to a channel's subscribers on every core (and node). Shared behind an
+/// `Arc` by every core and the Redis bridge it is handed to.
 #[derive(Debug)]
 pub struct Publish {
     pub app: u32,

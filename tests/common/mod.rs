@@ -134,28 +134,18 @@ pub fn raw_ws(addr: &str, path: &str) -> TcpStream {
     s
 }
 
-/// A masked client frame.
+/// A client frame, masked (as RFC 6455 requires) or not (to test the server's refusal).
 pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-    let m = if mask.is_some() { 0x80 } else { 0 };
-    let len = payload.len();
-    if len < 126 {
-        out.push(m | len as u8);
-    } else if len <= 65535 {
-        out.push(m | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(m | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
     match mask {
-        Some(mask) => {
-            out.extend_from_slice(&mask);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        Some(mask) => corecast::protocol::frame::encode_client(fin, opcode, payload, mask),
+        None => {
+            let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+            assert!(payload.len() < 126, "unmasked test frames are short");
+            out.push(payload.len() as u8);
+            out.extend_from_slice(payload);
+            out
         }
-        None => out.extend_from_slice(payload),
     }
-    out
 }
 
 /// Reads one unmasked server frame: (opcode, payload). None on EOF/timeout.

@@ -119,24 +119,9 @@ impl Ws {
     }
 
     pub async fn send(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let mut out = Vec::with_capacity(payload.len() + 14);
-        out.push(0x80 | opcode);
-        let len = payload.len();
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len <= 65535 {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
         let mask = self.next_mask();
-        out.extend_from_slice(&mask);
-        let start = out.len();
-        out.extend_from_slice(payload);
-        corecast::protocol::frame::unmask(&mut out[start..], mask, 0);
-        self.stream.write_all(&out).await
+        let frame = corecast::protocol::frame::encode_client(true, opcode, payload, mask);
+        self.stream.write_all(&frame).await
     }
 
     pub async fn send_text(&mut self, text: &str) -> io::Result<()> {

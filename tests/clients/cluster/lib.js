@@ -41,9 +41,25 @@ async function metric(port, name) {
   return line ? Number(line.trim().split(/\s+/).pop()) : undefined;
 }
 
+// Starts a webhook receiver on `port` that keeps the events whose signature the official SDK
+// accepts; returns the (growing) list.
+function collectWebhooks(port) {
+  const hooks = [];
+  require('http').createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      const hook = sdk(NODES[0]).webhook({ headers: req.headers, rawBody: body });
+      if (hook.isValid()) hooks.push(...hook.getEvents());
+      res.writeHead(200); res.end();
+    });
+  }).listen(port, '127.0.0.1');
+  return hooks;
+}
+
 function run(main) {
   main().then(() => { console.log('ok'); process.exit(0); }, (e) => { console.error(e && e.stack || e); process.exit(1); });
   setTimeout(() => { console.error('scenario timed out'); process.exit(1); }, 90000).unref();
 }
 
-module.exports = { Pusher, PusherServer, NODES, sdk, client, sleep, subscribed, until, metric, run, assert };
+module.exports = { Pusher, PusherServer, NODES, sdk, client, sleep, subscribed, until, metric, run, assert, collectWebhooks };

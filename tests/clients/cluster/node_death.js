@@ -1,18 +1,9 @@
 // kill -9 of a node (its pid in VICTIM_PID, port = the last of NODES): its members are removed on
 // the other nodes within the heartbeat TTL, once.
 'use strict';
-const { NODES, client, subscribed, sleep, until, run, assert } = require('./lib');
+const { NODES, client, subscribed, sleep, until, run, assert, collectWebhooks } = require('./lib');
 
-const hooks = [];
-require('http').createServer((req, res) => {
-  let body = '';
-  req.on('data', (d) => { body += d; });
-  req.on('end', () => {
-    const hook = require('./lib').sdk(NODES[0]).webhook({ headers: req.headers, rawBody: body });
-    if (hook.isValid()) hooks.push(...hook.getEvents());
-    res.writeHead(200); res.end();
-  });
-}).listen(Number(process.env.HOOK_PORT), '127.0.0.1');
+const hooks = collectWebhooks(Number(process.env.HOOK_PORT));
 
 run(async () => {
   const survivor = client(NODES[0], 'stays');

@@ -1,18 +1,9 @@
 // Presence across nodes: a user connected to several nodes is one member; member_added and
 // member_removed fire once cluster-wide; the HTTP API of any node counts cluster-wide.
 'use strict';
-const { NODES, sdk, client, subscribed, sleep, until, run, assert } = require('./lib');
+const { NODES, sdk, client, subscribed, sleep, until, run, assert, collectWebhooks } = require('./lib');
 
-const hooks = [];
-require('http').createServer((req, res) => {
-  let body = '';
-  req.on('data', (d) => { body += d; });
-  req.on('end', () => {
-    const hook = sdk(NODES[0]).webhook({ headers: req.headers, rawBody: body });
-    if (hook.isValid()) hooks.push(...hook.getEvents());
-    res.writeHead(200); res.end();
-  });
-}).listen(Number(process.env.HOOK_PORT), '127.0.0.1');
+const hooks = collectWebhooks(Number(process.env.HOOK_PORT));
 const count = (name, channel, user) => hooks.filter((e) => e.name === name && e.channel === channel && (!user || e.user_id === user)).length;
 
 run(async () => {
