@@ -46,7 +46,14 @@ fn run(server: &Server, global: &[&str], scenario: &[&str]) -> Value {
     );
     let summary = std::fs::read_to_string(out.join("summary.txt")).expect("summary.txt");
     assert!(summary.contains(scenario[0]), "{summary}");
-    for chart in ["connections.svg", "throughput.svg", "latency.svg", "server_rss.svg", "cpu.svg"] {
+    for chart in [
+        "connections.svg",
+        "throughput.svg",
+        "latency.svg",
+        "server_rss.svg",
+        "per_connection.svg",
+        "cpu.svg",
+    ] {
         let svg = std::fs::read_to_string(out.join(chart)).unwrap_or_default();
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{chart} missing or broken");
     }
@@ -80,7 +87,7 @@ fn connect() {
 #[test]
 fn idle() {
     let server = Server::start(&[]);
-    let f = run(&server, &[], &["idle", "--steps", "100,300", "--settle", "0.5", "--channels", "3"]);
+    let f = run(&server, &[], &["idle", "--steps", "100,300", "--settle", "1.2", "--channels", "3"]);
     no_failures(&f);
     let levels = f["levels"].as_array().unwrap();
     assert_eq!(levels.len(), 2);

@@ -81,10 +81,13 @@ pub struct Run {
     prev_harness_ticks: u64,
     pub published: Arc<AtomicU64>,
     pub publish_errors: Arc<AtomicU64>,
+    /// Server RSS before the workers started.
+    baseline_rss: Option<u64>,
 }
 
 impl Run {
     pub fn start(common: &Common, plans: Vec<Plan>) -> Run {
+        let baseline_rss = common.server_pid.and_then(procstat::rss_bytes);
         let (tx, rx) = mpsc::channel();
         let exe = std::env::current_exe().expect("own executable");
         let mut workers = Vec::new();
@@ -128,6 +131,7 @@ impl Run {
             prev_harness_ticks: 0,
             published: Arc::new(AtomicU64::new(0)),
             publish_errors: Arc::new(AtomicU64::new(0)),
+            baseline_rss,
         }
     }
 
@@ -266,17 +270,26 @@ impl Run {
         };
         self.window_latency.reset();
         let failures = self.failures().values().filter_map(Value::as_u64).sum();
+        let open = self.total("open");
+        let server_rss = self.common.server_pid.and_then(procstat::rss_bytes);
+        let per_connection = |v: f64| (open > 0).then(|| v / open as f64);
+        let rss_per_connection = match (server_rss, self.baseline_rss) {
+            (Some(now), Some(base)) => per_connection(now as f64 - base as f64),
+            _ => None,
+        };
         self.timeline.push(Point {
             t: self.elapsed(),
-            open: self.total("open"),
+            open,
             connects_per_s: connected.saturating_sub(self.prev_connected) as f64 / dt,
             failures,
             deliveries_per_s: deliveries.saturating_sub(self.prev_deliveries) as f64 / dt,
             published_per_s: published.saturating_sub(self.prev_published) as f64 / dt,
             p50_ms: p50,
             p99_ms: p99,
-            server_rss: self.common.server_pid.and_then(procstat::rss_bytes),
+            server_rss,
+            server_rss_per_connection: rss_per_connection,
             server_cpu_pct: server_cpu,
+            server_cpu_us_per_connection: server_cpu.and_then(|pct| per_connection(pct * 10_000.0)),
             harness_cpu_pct: if self.prev_harness_ticks == 0 { 0.0 } else { harness_cpu },
             slab: procstat::slab_bytes(),
         });

@@ -17,7 +17,11 @@ pub struct Point {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub server_rss: Option<u64>,
+    /// (server RSS − RSS before the run) ÷ open connections.
+    pub server_rss_per_connection: Option<f64>,
     pub server_cpu_pct: Option<f64>,
+    /// Server CPU time per open connection, in microseconds per second.
+    pub server_cpu_us_per_connection: Option<f64>,
     pub harness_cpu_pct: f64,
     pub slab: Option<u64>,
 }
@@ -44,6 +48,11 @@ pub fn write_charts(dir: &Path, label: &str, timeline: &[Point]) -> Result<Vec<S
             "server_rss.svg",
             "server RSS (MiB)",
             vec![("RSS", series(&|p| p.server_rss.map(|r| r as f64 / 1048576.0)))],
+        ),
+        (
+            "per_connection.svg",
+            "server bytes per connection",
+            vec![("RSS growth / open connections", series(&|p| p.server_rss_per_connection))],
         ),
         (
             "cpu.svg",
