@@ -50,7 +50,8 @@ VIRTUALENV_SPEC='virtualenv<20.22' # last line that can still create 2.7 envs
 PY_REQUIREMENTS='websockets>=14,<18
 pusher>=3.3,<4
 prometheus-client>=0.20,<1
-requests>=2.31,<3'
+requests>=2.31,<3
+kosoku>=0.1,<0.2'
 KOSOKU_SPEC='kosoku'
 NODE_PACKAGE_JSON='{
   "name": "corecast-testenv-node",

@@ -24,8 +24,9 @@ fn python_websockets_client() {
     );
 }
 
-#[test]
-fn autobahn_fuzzingclient_cases_1_to_10() {
+/// Runs an Autobahn fuzzing client against /echo (cases 1.* to 10.*) and fails on any case that
+/// is not OK, NON-STRICT or INFORMATIONAL.
+fn autobahn(runner: &str) {
     let env = testenv();
     // Autobahn's 9.* cases send messages up to 16 MiB: allow them for this run.
     let big = "20000000";
@@ -38,16 +39,17 @@ fn autobahn_fuzzingclient_cases_1_to_10() {
         "--max-outbound-bytes",
         "40000000",
     ]);
-    let out_dir = std::env::temp_dir().join(format!("corecast-autobahn-{}", std::process::id()));
+    let out_dir = std::env::temp_dir().join(format!("corecast-autobahn-{runner}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir).unwrap();
-    let runner = std::fs::read_to_string(env.join("autobahn-runner")).unwrap_or_else(|_| "wstest".into());
-    let status = if runner.trim() == "kosoku" {
+    let status = if runner == "kosoku" {
+        // kosoku takes host:port only: with --echo, an upgrade on / is the echo endpoint.
         Command::new(env.join("py/bin/kosoku"))
             .args(["-m", "fuzzingclient", "-x", "12.*", "-x", "13.*", "-o"])
             .arg(&out_dir)
             .arg(server.addr())
             .current_dir(&out_dir)
+            .stdout(std::process::Stdio::null())
             .status()
             .unwrap()
     } else {
@@ -67,7 +69,6 @@ fn autobahn_fuzzingclient_cases_1_to_10() {
             .status()
             .unwrap()
     };
-    assert!(status.success(), "the Autobahn runner failed");
     let index = find_index(&out_dir).expect("Autobahn wrote index.json");
     let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index).unwrap()).unwrap();
     let (_agent, cases) = index.as_object().unwrap().iter().next().expect("one agent");
@@ -82,8 +83,27 @@ fn autobahn_fuzzingclient_cases_1_to_10() {
         }
     }
     assert!(cases.len() >= 300, "only {} cases ran", cases.len());
-    assert!(bad.is_empty(), "Autobahn cases not passed: {bad:?}");
+    assert!(bad.is_empty(), "Autobahn ({runner}) cases not passed: {bad:?}");
+    assert!(status.success(), "the Autobahn runner ({runner}) failed");
     let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+/// The Autobahn TestSuite itself (wstest, Python 2.7), where the machine has Python 2.7.
+#[test]
+fn autobahn_wstest_cases_1_to_10() {
+    let runner = std::fs::read_to_string(testenv().join("autobahn-runner")).unwrap_or_default();
+    if runner.trim() != "wstest" {
+        // scripts/test-deps.sh found no Python 2.7: the kosoku test below covers the cases.
+        eprintln!("wstest is not installed on this machine (no Python 2.7): covered by kosoku");
+        return;
+    }
+    autobahn("wstest");
+}
+
+/// The same cases with kosoku (a Python 3 runner of Autobahn's cases), on every machine.
+#[test]
+fn autobahn_kosoku_cases_1_to_10() {
+    autobahn("kosoku");
 }
 
 fn find_index(dir: &std::path::Path) -> Option<std::path::PathBuf> {

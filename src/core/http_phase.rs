@@ -175,7 +175,10 @@ impl Core {
                 keep_alive,
             );
         }
-        if path == "/echo" && self.settings.echo {
+        // With --echo, /echo and a WebSocket upgrade on / (conformance tools that take only
+        // host:port) are the echo endpoint; a plain GET / stays the health answer.
+        let upgrade_on_root = path == "/" && req.header_has_token("Upgrade", "websocket");
+        if self.settings.echo && (path == "/echo" || upgrade_on_root) {
             return self.upgrade(req, Endpoint::Echo, 0, None);
         }
         if let Some(app_key) = path.strip_prefix("/app/") {

@@ -352,3 +352,14 @@ fn expect_100_continue_is_answered_before_the_body() {
     assert!(out.starts_with("HTTP/1.1 405 "), "the request is then handled: {out}");
     assert!(!out.contains("100 Continue"));
 }
+
+#[test]
+fn with_echo_an_upgrade_on_root_is_the_echo_endpoint_and_plain_get_stays_200() {
+    let (mut core, io) = core();
+    let key = core.accept(3);
+    feed(&mut core, key, UPGRADE.replace("GET /echo", "GET /").as_bytes());
+    assert!(io.take_text(3).starts_with("HTTP/1.1 101 "));
+    let key = core.accept(4);
+    feed(&mut core, key, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(io.take_text(4).starts_with("HTTP/1.1 200 OK"));
+}
