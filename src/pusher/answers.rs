@@ -298,6 +298,7 @@ impl Core {
                     crate::metrics::CONTENT_TYPE,
                 );
             }
+            Reply::ToNode => json!({}),
         };
         (body.to_string(), "application/json")
     }

@@ -104,6 +104,8 @@ pub enum Reply {
     BatchInfo { events: Vec<Option<(Box<str>, bool, bool)>> },
     /// GET /metrics.
     Metrics,
+    /// Another node's question: the rows go back to it, nothing is rendered.
+    ToNode,
 }
 
 /// Who waits for a query's answer.
