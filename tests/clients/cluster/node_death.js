@@ -18,7 +18,8 @@ run(async () => {
   const t0 = Date.now();
   await until(() => removed.length === 2, 'the dead node\'s members removed', 20000);
   const took = Date.now() - t0;
-  assert.ok(took < Number(process.env.TTL_MS) * 2, `removed after ${took} ms`);
+  // Within the TTL (plus the event's trip to this client).
+  assert.ok(took < Number(process.env.TTL_MS) + 500, `removed after ${took} ms`);
   await sleep(1500);
   assert.deepStrictEqual(removed.sort(), ['gone-1', 'gone-2'], 'once each');
   assert.strictEqual(s.members.count, 1);
