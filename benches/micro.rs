@@ -101,6 +101,11 @@ fn pusher(c: &mut Criterion) {
             messages::event(black_box("message"), Some(black_box("presence-chat-room")), black_box(data))
         })
     });
+    // The largest event Pusher accepts by default (10 KiB of data).
+    let big = "x".repeat(10 * 1024);
+    c.bench_function("pusher/encode_event_frame_10KiB", |b| {
+        b.iter(|| messages::event(black_box("message"), Some(black_box("chat")), black_box(&big)))
+    });
     c.bench_function("pusher/parse_subscribe", |b| {
         let msg = br#"{"event":"pusher:subscribe","data":{"auth":"app-key:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4","channel":"private-orders"}}"#;
         b.iter(|| {

@@ -54,8 +54,16 @@ impl Builder {
     }
 }
 
-/// Renders every core's report (one per core) as a scrape.
-pub fn render(reports: &[CoreReport], apps: &[App]) -> String {
+/// The process's resident memory in bytes (0 if /proc is unreadable), read once per scrape.
+pub fn process_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Renders every core's report (one per core) and the process's resident memory as a scrape.
+pub fn render(reports: &[CoreReport], apps: &[App], rss: u64) -> String {
     let mut reports = reports.to_vec();
     reports.sort_by_key(|r| r.shard);
     let mut b = Builder { registry: Registry::with_prefix("corecast") };
@@ -161,7 +169,6 @@ pub fn render(reports: &[CoreReport], apps: &[App]) -> String {
             c.dropped + core_dropped,
         );
     }
-    let rss = reports.iter().map(|r| r.process_rss).max().unwrap_or(0);
     b.single_gauge("process_resident_memory_bytes", "Resident memory of the process", rss);
     let mut out = String::new();
     encode(&mut out, &b.registry).expect("writing to a String cannot fail");

@@ -218,7 +218,7 @@ async fn handle_out(b: &Shared, shard: u32, msg: ClusterOut) {
                     app: br.app_id(p.app as u16).to_string(),
                     channel: p.channel.to_string(),
                     except: p.except.map(|e| e.format()),
-                    cache: p.cache.as_ref().map(|(n, d)| (n.to_string(), d.to_string())),
+                    cache: p.cache.as_deref().map(str::to_string),
                     payload,
                 };
                 (br.key("bus"), serde_json::to_string(&msg).expect("serialises"))
@@ -590,7 +590,7 @@ async fn on_bus(b: &Shared, msg: Bus) {
                         payload.as_bytes(),
                     );
                     let except = except.as_deref().and_then(SocketRef::parse);
-                    let cache = cache.map(|(n, d)| (n.into(), d.into()));
+                    let cache = cache.map(Into::into);
                     let p =
                         Arc::new(Publish { app: app as u32, channel: channel.into(), frame, except, cache });
                     br.send_all(|| ClusterIn::Publish(p.clone()));

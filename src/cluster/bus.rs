@@ -16,7 +16,7 @@ pub enum Bus {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         except: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        cache: Option<(String, String)>,
+        cache: Option<String>,
         payload: String,
     },
     #[serde(rename = "term")]

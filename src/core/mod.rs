@@ -121,8 +121,6 @@ pub struct Core {
     peer_link: Option<Box<dyn io::PeerLink>>,
     /// Per peer: the mesh pump holds a message it is waiting to send (order: no bypass).
     pump_holding: Vec<bool>,
-    /// The process's resident memory, as last read by the shard (for /metrics).
-    pub(crate) process_rss: u64,
     /// This core's ring to the webhook dispatcher (when any app has webhooks).
     pub(crate) webhooks: Option<crate::webhooks::Sink>,
     /// This core's ring to the Redis bridge (with --redis).
@@ -201,7 +199,6 @@ impl Core {
             outbox_waker: None,
             peer_link: None,
             pump_holding: vec![false; shards],
-            process_rss: 0,
             webhooks: None,
             cluster: None,
         }
@@ -215,11 +212,6 @@ impl Core {
     /// Connects this core to the webhook dispatcher.
     pub fn set_webhook_sink(&mut self, sink: Option<crate::webhooks::Sink>) {
         self.webhooks = sink;
-    }
-
-    /// Records the process's resident memory (read by the shard from /proc).
-    pub fn set_process_rss(&mut self, bytes: u64) {
-        self.process_rss = bytes;
     }
 
     /// Where connection `key` lives, for socket ids and cross-core replies.

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::names::{self, Kind};
@@ -26,22 +27,20 @@ impl Core {
         question: Question,
         reply: Reply,
     ) -> Outcome {
-        match self.start_query(Target::Http { conn, keep_alive }, question, reply) {
-            Some(pending) => {
-                let (body, content_type) = self.render(&pending);
-                let resp =
-                    crate::protocol::http::response(200, &[], content_type, body.as_bytes(), keep_alive);
-                Outcome::Respond(resp, keep_alive)
-            }
+        match self.start_query(Target::Http { conn, keep_alive, reply }, question) {
             None => {
                 self.pusher.waiting_conns.insert(conn.idx);
                 Outcome::Deferred
             }
+            Some(Pending { target: Target::Http { reply, .. }, rows, reports, .. }) => {
+                Outcome::Respond(self.http_response(&reply, &rows, &reports, keep_alive), keep_alive)
+            }
+            Some(Pending { target: Target::Node { .. }, .. }) => unreachable!("the target is HTTP"),
         }
     }
 
     /// Asks the cores (and maybe the cluster); returns the query when it is already complete.
-    fn start_query(&mut self, target: Target, question: Question, reply: Reply) -> Option<Pending> {
+    fn start_query(&mut self, target: Target, question: Question) -> Option<Pending> {
         let id = self.pusher.next_query;
         self.pusher.next_query += 1;
         let channel_question = match &question {
@@ -51,7 +50,6 @@ impl Core {
         let mut pending = Pending {
             target,
             waiting: 0,
-            reply,
             rows: Rows::default(),
             reports: Vec::new(),
             question: channel_question,
@@ -59,11 +57,7 @@ impl Core {
         };
         let me = self.shard;
         for peer in (0..self.settings.shards).filter(|&p| p != me) {
-            let question = match &question {
-                Question::Channels(q) => Question::Channels(Arc::clone(q)),
-                Question::Report => Question::Report,
-            };
-            self.send_to_peer(peer, PeerMsg::Ask { id, from: me, question });
+            self.send_to_peer(peer, PeerMsg::Ask { id, from: me, question: question.clone() });
             pending.waiting += 1;
         }
         let local = self.answer(&question);
@@ -78,7 +72,7 @@ impl Core {
     /// Once the cores answered a channel question from an HTTP request: in a cluster, ask the
     /// other nodes (through the bridge). True when the query now waits for the cluster.
     fn ask_cluster(&mut self, id: u64, pending: &mut Pending) -> bool {
-        let (Some(q), Target::Http { .. }) = (&pending.question, pending.target) else { return false };
+        let (Some(q), Target::Http { .. }) = (&pending.question, &pending.target) else { return false };
         if pending.in_cluster || self.cluster.is_none() {
             return false;
         }
@@ -106,19 +100,16 @@ impl Core {
 
     /// The cluster's rows for query `id` (they include this node's).
     pub(crate) fn cluster_answered(&mut self, id: u64, rows: Rows) {
-        let Some(pending) = self.pusher.pending.get_mut(&id) else { return };
+        let Some(mut pending) = self.pusher.pending.remove(&id) else { return };
         pending.rows = rows;
-        pending.waiting = 0;
-        self.complete(id);
+        self.complete(pending);
     }
 
     /// Another node asks this node (on core 0) about its channels.
     pub(crate) fn answer_node(&mut self, node: u32, id: u64, app: u16, filter: Filter, members: bool) {
         let q = Arc::new(ChannelQuery { app: app as u32, filter, members });
-        if let Some(pending) =
-            self.start_query(Target::Node { node, id }, Question::Channels(q), Reply::Metrics)
-        {
-            self.reply_node(node, id, pending.rows);
+        if let Some(pending) = self.start_query(Target::Node { node, id }, Question::Channels(q)) {
+            self.complete(pending);
         }
     }
 
@@ -188,7 +179,6 @@ impl Core {
             presence_members: self.pusher.presence.member_count() as u64,
             ring_depth: self.outbox.iter().map(|q| q.len() as u64).sum(),
             app_connections: self.pusher.connections.clone(),
-            process_rss: self.process_rss,
         }
     }
 
@@ -203,35 +193,37 @@ impl Core {
         let mut pending = self.pusher.pending.remove(&id).expect("present");
         if self.ask_cluster(id, &mut pending) {
             self.pusher.pending.insert(id, pending);
-            return;
+        } else {
+            self.complete(pending);
         }
-        self.pusher.pending.insert(id, pending);
-        self.complete(id);
     }
 
-    /// Every answer is in: respond.
-    fn complete(&mut self, id: u64) {
-        let Some(pending) = self.pusher.pending.remove(&id) else { return };
+    /// Every answer is in: respond to the waiting request, or send the rows to the asking node.
+    fn complete(&mut self, pending: Pending) {
         match pending.target {
             Target::Node { node, id } => self.reply_node(node, id, pending.rows),
-            Target::Http { conn, keep_alive } => {
+            Target::Http { conn, keep_alive, reply } => {
                 self.pusher.waiting_conns.remove(&conn.idx);
                 if self.conn(conn).is_none() {
                     return;
                 }
-                let (body, content_type) = self.render(&pending);
-                let resp =
-                    crate::protocol::http::response(200, &[], content_type, body.as_bytes(), keep_alive);
+                let resp = self.http_response(&reply, &pending.rows, &pending.reports, keep_alive);
                 self.finish_deferred(conn, resp, keep_alive);
             }
         }
     }
 
+    fn http_response(&self, reply: &Reply, rows: &Rows, reports: &[CoreReport], keep_alive: bool) -> Bytes {
+        let (body, content_type) = self.render(reply, rows, reports);
+        crate::protocol::http::response(200, &[], content_type, body.as_bytes(), keep_alive)
+    }
+
     /// The response body of a completed request, and its content type.
-    fn render(&self, p: &Pending) -> (String, &'static str) {
+    fn render(&self, reply: &Reply, rows: &Rows, reports: &[CoreReport]) -> (String, &'static str) {
+        let none = Row::default();
         let count = |name: &str, row: Option<&Row>, users: bool, subs: bool| -> Value {
             let mut obj = Map::new();
-            let row = row.cloned().unwrap_or_default();
+            let row = row.unwrap_or(&none);
             if users && names::classify(name).kind == Kind::Presence {
                 obj.insert("user_count".into(), json!(row.users.unwrap_or(0)));
             }
@@ -240,11 +232,11 @@ impl Core {
             }
             Value::Object(obj)
         };
-        let body = match &p.reply {
+        let body = match reply {
             Reply::ChannelList { user_count, subscription_count } => {
                 let mut channels = Map::new();
                 let mut occupied: Vec<(&Box<str>, &Row)> =
-                    p.rows.iter().filter(|(_, r)| r.subscriptions > 0).collect();
+                    rows.iter().filter(|(_, r)| r.subscriptions > 0).collect();
                 occupied.sort_by(|a, b| a.0.cmp(b.0));
                 for (name, row) in occupied {
                     channels
@@ -253,10 +245,10 @@ impl Core {
                 json!({ "channels": channels })
             }
             Reply::ChannelInfo { name, user_count, subscription_count, cache } => {
-                let row = p.rows.get(name).cloned().unwrap_or_default();
+                let row = rows.get(name);
                 let mut obj = Map::new();
-                obj.insert("occupied".into(), json!(row.subscriptions > 0));
-                if let Value::Object(counts) = count(name, Some(&row), *user_count, *subscription_count) {
+                obj.insert("occupied".into(), json!(row.is_some_and(|r| r.subscriptions > 0)));
+                if let Value::Object(counts) = count(name, row, *user_count, *subscription_count) {
                     obj.extend(counts);
                 }
                 if let Some(cached) = cache {
@@ -267,7 +259,7 @@ impl Core {
                 Value::Object(obj)
             }
             Reply::Users { name } => {
-                let members = p.rows.get(name).and_then(|r| r.members.clone()).unwrap_or_default();
+                let members = rows.get(name).and_then(|r| r.members.as_deref()).unwrap_or_default();
                 let mut ids: Vec<&str> = members.iter().map(|m| &**m).collect();
                 ids.sort_unstable();
                 json!({ "users": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>() })
@@ -277,7 +269,7 @@ impl Core {
                 for name in channels {
                     out.insert(
                         name.to_string(),
-                        count(name, p.rows.get(name), *user_count, *subscription_count),
+                        count(name, rows.get(name), *user_count, *subscription_count),
                     );
                 }
                 json!({ "channels": out })
@@ -286,7 +278,7 @@ impl Core {
                 let batch: Vec<Value> = events
                     .iter()
                     .map(|e| match e {
-                        Some((name, users, subs)) => count(name, p.rows.get(name), *users, *subs),
+                        Some((name, users, subs)) => count(name, rows.get(name), *users, *subs),
                         None => json!({}),
                     })
                     .collect();
@@ -294,11 +286,10 @@ impl Core {
             }
             Reply::Metrics => {
                 return (
-                    crate::metrics::render(&p.reports, &self.settings.apps),
+                    crate::metrics::render(reports, &self.settings.apps, crate::metrics::process_rss()),
                     crate::metrics::CONTENT_TYPE,
                 );
             }
-            Reply::ToNode => json!({}),
         };
         (body.to_string(), "application/json")
     }

@@ -18,7 +18,7 @@ impl Core {
     pub fn on_cluster(&mut self, msg: ClusterIn) {
         match msg {
             ClusterIn::Publish(p) => {
-                self.deliver_local(p.app, &p.channel, &p.frame, p.except, p.cache.clone())
+                self.deliver_local(p.app, &p.channel, &p.frame, p.except, p.cache.as_deref())
             }
             ClusterIn::Joined { token, added, full, members } => {
                 self.cluster_joined(token, added, full, members)

@@ -17,26 +17,20 @@ use crate::core::{Core, Pushed, push_frame};
 
 impl Core {
     /// Delivers `frame` to every subscriber of `channel` on every core, except `except`. For
-    /// cache channels, `cache` (event name, data) becomes the channel's last event.
+    /// cache channels, `cache` is the event's `data`, and the event becomes the channel's last.
     pub fn publish(
         &mut self,
         app: u32,
         channel: &str,
         frame: Bytes,
         except: Option<SocketRef>,
-        cache: Option<(Box<str>, Box<str>)>,
+        cache: Option<Box<str>>,
     ) {
         self.stats.published += 1;
         let shards = self.settings.shards;
         if shards > 1 || self.cluster.is_some() {
             // One shared message for every other core and for the other nodes.
-            let msg = Arc::new(Publish {
-                app,
-                channel: channel.into(),
-                frame: frame.clone(),
-                except,
-                cache: cache.clone(),
-            });
+            let msg = Arc::new(Publish { app, channel: channel.into(), frame, except, cache });
             if self.cluster.is_some()
                 && self.cluster_send(crate::cluster::ClusterOut::Publish(msg.clone())).is_err()
             {
@@ -50,8 +44,9 @@ impl Core {
                 }
                 self.send_to_peer(peer, PeerMsg::Publish(msg.clone()));
             }
+            return self.deliver_local(app, channel, &msg.frame, except, msg.cache.as_deref());
         }
-        self.deliver_local(app, channel, &frame, except, cache);
+        self.deliver_local(app, channel, &frame, except, cache.as_deref());
     }
 
     /// Writes `frame` to this core's subscribers of `channel` (for `#server-to-user-{id}`: to
@@ -62,11 +57,12 @@ impl Core {
         channel: &str,
         frame: &Bytes,
         except: Option<SocketRef>,
-        cache: Option<(Box<str>, Box<str>)>,
+        cache: Option<&str>,
     ) {
-        if let Some((_, data)) = cache {
+        if let Some(data) = cache {
             let at = self.now;
-            self.pusher.cache[app as usize].insert(channel.into(), Cached { frame: frame.clone(), data, at });
+            let cached = Cached { frame: frame.clone(), data: data.into(), at };
+            self.pusher.cache[app as usize].insert(channel.into(), cached);
         }
         let skip = except.filter(|s| s.node == self.settings.node && s.shard == self.shard).map(|s| s.key);
         let mut over_budget: Vec<ConnKey> = Vec::new();
@@ -103,8 +99,7 @@ impl Core {
     pub fn on_peer(&mut self, msg: PeerMsg) {
         match msg {
             PeerMsg::Publish(p) => {
-                let cache = p.cache.clone();
-                self.deliver_local(p.app, &p.channel, &p.frame, p.except, cache);
+                self.deliver_local(p.app, &p.channel, &p.frame, p.except, p.cache.as_deref())
             }
             PeerMsg::PresenceJoin { app, channel, from, member } => {
                 self.presence_join(app, &channel, from, member)

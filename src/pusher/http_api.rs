@@ -231,8 +231,7 @@ impl Core {
     pub(crate) fn publish_event(&mut self, app: u16, e: &Event) {
         for channel in &e.channels {
             let frame = messages::event(&e.name, Some(channel), &e.data);
-            let cache =
-                names::classify(channel).cache.then(|| (e.name.as_str().into(), e.data.as_str().into()));
+            let cache = names::classify(channel).cache.then(|| e.data.as_str().into());
             self.publish(app as u32, channel, frame, e.except, cache);
         }
     }

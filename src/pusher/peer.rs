@@ -19,8 +19,8 @@ pub struct Publish {
     pub frame: Bytes,
     /// The connection not to deliver to (the sender, or the HTTP API's `socket_id`).
     pub except: Option<SocketRef>,
-    /// For cache channels: remember the event (name, data) as the channel's last.
-    pub cache: Option<(Box<str>, Box<str>)>,
+    /// For cache channels: the event's `data`; the event becomes the channel's last.
+    pub cache: Option<Box<str>>,
 }
 
 #[derive(Debug)]

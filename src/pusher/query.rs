@@ -53,10 +53,9 @@ pub struct CoreReport {
     pub ring_depth: u64,
     /// Per app: connections established on this core.
     pub app_connections: Vec<u64>,
-    pub process_rss: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Question {
     Channels(Arc<ChannelQuery>),
     Report,
@@ -104,16 +103,14 @@ pub enum Reply {
     BatchInfo { events: Vec<Option<(Box<str>, bool, bool)>> },
     /// GET /metrics.
     Metrics,
-    /// Another node's question: the rows go back to it, nothing is rendered.
-    ToNode,
 }
 
 /// Who waits for a query's answer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub enum Target {
-    /// An HTTP request on this core.
-    Http { conn: ConnKey, keep_alive: bool },
-    /// Another node's query `id` (answered through the Redis bridge).
+    /// An HTTP request on this core, answered with `reply` rendered.
+    Http { conn: ConnKey, keep_alive: bool, reply: Reply },
+    /// Another node's query `id`: the rows go back to it (through the Redis bridge).
     Node { node: u32, id: u64 },
 }
 
@@ -121,7 +118,6 @@ pub enum Target {
 pub struct Pending {
     pub target: Target,
     pub waiting: u32,
-    pub reply: Reply,
     pub rows: Rows,
     pub reports: Vec<CoreReport>,
     /// The channel question, kept to forward it to the cluster once the cores answered.

@@ -352,7 +352,7 @@ fn cache_channels_replay_the_last_event_or_report_a_miss() {
     cl.subscribe(&a, "cache-prices", None);
     assert_eq!(events(&cl.take(&a)), ["pusher_internal:subscription_succeeded", "pusher:cache_miss"]);
     let frame = crate::pusher::messages::event("price", Some("cache-prices"), "42");
-    cl.cores[1].publish(0, "cache-prices", frame, None, Some(("price".into(), "42".into())));
+    cl.cores[1].publish(0, "cache-prices", frame, None, Some("42".into()));
     cl.pump();
     cl.take(&a);
     let b = cl.connect(0);

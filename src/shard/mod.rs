@@ -143,7 +143,6 @@ async fn shard_main(
         core.set_cluster(link.tx);
         rx
     });
-    core.set_process_rss(ticker::process_rss());
     local::install(core);
     let mesh = glommio::spawn_local(mesh::run(links));
     let bridge = cluster_rx.map(|mut rx| {
