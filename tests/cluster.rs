@@ -66,10 +66,33 @@ fn nodes(redis: &Redis, n: usize, extra: &[&str]) -> Vec<Server> {
         .collect()
 }
 
+/// Polls every node's /metrics until its bridge is connected and sees all `nodes`.
+fn wait_for_cluster(nodes: &[Server]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    for n in nodes {
+        loop {
+            let m = String::from_utf8_lossy(&raw_exchange(
+                &n.addr(),
+                b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
+                std::time::Duration::from_secs(2),
+            ))
+            .into_owned();
+            let seen = m
+                .lines()
+                .find_map(|l| l.strip_prefix("corecast_cluster_nodes "))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if m.contains("corecast_cluster_connected 1") && seen == Some(nodes.len()) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the cluster did not form:\n{m}\n{}", n.log());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
 fn scenario(nodes: &[Server], script: &str, env: &[(&str, String)]) {
     let ports: Vec<String> = nodes.iter().map(|n| n.port.to_string()).collect();
-    // Let every bridge connect and see the others.
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    wait_for_cluster(nodes);
     let out = Command::new("node")
         .arg(format!("{}/tests/clients/cluster/{script}", env!("CARGO_MANIFEST_DIR")))
         .env("NODES", ports.join(","))
@@ -111,6 +134,36 @@ fn killed_node_members_are_removed_within_the_ttl() {
     let victim = nodes[1].child.id().to_string();
     let env = [("VICTIM_PID", victim), ("TTL_MS", "3000".into()), ("HOOK_PORT", hook.to_string())];
     scenario(&nodes, "node_death.js", &env);
+}
+
+/// Regression: the dead-node clean-up held a `RefCell` borrow across its `borrow_mut` when the
+/// dead node was a channel's last occupant, killing the survivor's liveness task.
+#[test]
+fn dead_last_occupant_with_webhooks_leaves_survivor_healthy() {
+    let redis = Redis::start();
+    let hook = free_port();
+    let url = format!("http://127.0.0.1:{hook}/hooks");
+    let nodes = nodes(&redis, 3, &["--node-ttl", "3", "--webhook-url", &url]);
+    let survivor = node_id(&nodes[0]);
+    let victim = nodes[2].child.id().to_string();
+    let env = [
+        ("VICTIM_PID", victim),
+        ("TTL_MS", "3000".into()),
+        ("HOOK_PORT", hook.to_string()),
+        ("REDIS_PORT", redis.port.to_string()),
+        ("SURVIVOR_NODE", survivor.to_string()),
+        ("PREFIX", "corecast".into()),
+    ];
+    scenario(&nodes, "last_occupant_death.js", &env);
+    // A survivor logged the clean-up.
+    assert!(nodes[0].log().contains("stopped answering") || nodes[1].log().contains("stopped answering"));
+}
+
+/// The node id a server logged at start-up.
+fn node_id(server: &Server) -> u32 {
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains("listening on")).expect("start-up line");
+    line.rsplit("node ").next().unwrap().trim().parse().expect("a node id")
 }
 
 #[test]

@@ -762,10 +762,14 @@ async fn clean_up_dead(b: &Shared, con: &mut MultiplexedConnection, dead: u32) -
     let occupied: Vec<String> = redis::cmd("SMEMBERS").arg(&o_key).query_async(con).await?;
     for entry in &occupied {
         let Some((app_id, channel)) = entry.split_once('|') else { continue };
-        let k1 = b.borrow().key(&format!("o:{app_id}:{channel}"));
-        if occupy_raw(b, con, &k1, &o_key, dead, false, entry).await == Some(true)
-            && let Some(app) = b.borrow().app_index(app_id)
-        {
+        // Both lookups end their borrows here: a `Ref` taken in an `if let` scrutinee would live
+        // through the body and make its `borrow_mut` panic.
+        let (k1, app) = {
+            let br = b.borrow();
+            (br.key(&format!("o:{app_id}:{channel}")), br.app_index(app_id))
+        };
+        let vacated = occupy_raw(b, con, &k1, &o_key, dead, false, entry).await == Some(true);
+        if let (true, Some(app)) = (vacated, app) {
             let event = json!({"name": "channel_vacated", "channel": channel});
             b.borrow_mut().send_core(0, ClusterIn::Webhook { app, event });
         }

@@ -93,6 +93,9 @@ impl RequestAuthError {
     }
 }
 
+/// Seconds an HTTP API request's `auth_timestamp` may differ from the server's clock.
+pub const MAX_CLOCK_SKEW: u64 = 600;
+
 /// Verifies Pusher HTTP API request signing (auth_key, auth_timestamp within ±600 s,
 /// auth_version 1.0, body_md5, auth_signature over "METHOD\nPATH\nsorted query"). Returns the
 /// decoded query parameters on success.
@@ -125,7 +128,8 @@ pub fn verify_request(
         return Err(RequestAuthError::UnsupportedVersion);
     }
     let ts: i64 = timestamp.parse().map_err(|_| RequestAuthError::Stale { timestamp: 0, now })?;
-    if (ts - now).abs() > 600 {
+    // `abs_diff`: an attacker-chosen timestamp near i64::MIN/MAX must neither overflow nor pass.
+    if ts.abs_diff(now) > MAX_CLOCK_SKEW {
         return Err(RequestAuthError::Stale { timestamp: ts, now });
     }
     match get("body_md5") {
@@ -221,5 +225,28 @@ mod tests {
             now,
         );
         assert_eq!(no_body_md5, Err(RequestAuthError::Missing("body_md5")));
+    }
+
+    /// Regression: `(ts - now).abs()` overflowed (a panic in debug builds) and in release let
+    /// `i64::MIN` pass the freshness check.
+    #[test]
+    fn http_api_timestamp_overflow_is_stale() {
+        let now = 1_700_000_000;
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX, -1, now - 601, now + 601] {
+            let base = format!("auth_key={KEY}&auth_timestamp={ts}&auth_version=1.0");
+            let sig = sign(SECRET, &[format!("GET\n/apps/1/channels\n{base}").as_bytes()]);
+            let q = format!("{base}&auth_signature={sig}");
+            assert_eq!(
+                verify_request("GET", "/apps/1/channels", &q, b"", KEY, SECRET, now),
+                Err(RequestAuthError::Stale { timestamp: ts, now }),
+                "timestamp {ts}"
+            );
+        }
+        for ts in [now - 600, now + 600] {
+            let base = format!("auth_key={KEY}&auth_timestamp={ts}&auth_version=1.0");
+            let sig = sign(SECRET, &[format!("GET\n/apps/1/channels\n{base}").as_bytes()]);
+            let q = format!("{base}&auth_signature={sig}");
+            assert!(verify_request("GET", "/apps/1/channels", &q, b"", KEY, SECRET, now).is_ok(), "{ts}");
+        }
     }
 }
