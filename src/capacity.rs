@@ -3,31 +3,31 @@
 
 /// Kernel memory per idle TCP socket and corecast's own per idle connection, as measured in
 /// benches/RESULTS.md (its `capacity-figures:` line; a test keeps the two in step).
-pub const KERNEL_BYTES_PER_SOCKET: u64 = 5015;
-pub const CORECAST_BYTES_PER_SOCKET: u64 = 993;
+pub(crate) const KERNEL_BYTES_PER_SOCKET: u64 = 5015;
+pub(crate) const CORECAST_BYTES_PER_SOCKET: u64 = 993;
 
 /// File descriptors kept for the process itself (listeners, io_uring, logs, executors).
-pub const FD_SLACK: u64 = 64;
+pub(crate) const FD_SLACK: u64 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Inputs {
-    pub rlimit_nofile: u64,
-    pub nr_open: u64,
-    pub file_max: u64,
-    pub files_allocated: u64,
-    pub mem_total: u64,
-    pub mem_available: u64,
+pub(crate) struct Inputs {
+    pub(crate) rlimit_nofile: u64,
+    pub(crate) nr_open: u64,
+    pub(crate) file_max: u64,
+    pub(crate) files_allocated: u64,
+    pub(crate) mem_total: u64,
+    pub(crate) mem_available: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Estimate {
-    pub capacity: u64,
-    pub limited_by: &'static str,
+pub(crate) struct Estimate {
+    pub(crate) capacity: u64,
+    pub(crate) limited_by: &'static str,
     /// Connections memory alone would allow.
-    pub memory_allows: u64,
+    pub(crate) memory_allows: u64,
 }
 
-pub fn estimate(i: &Inputs) -> Estimate {
+pub(crate) fn estimate(i: &Inputs) -> Estimate {
     let fd_rlimit = i.rlimit_nofile.saturating_sub(FD_SLACK);
     let fd_nr_open = i.nr_open.saturating_sub(FD_SLACK);
     let fd_file_max = i.file_max.saturating_sub(i.files_allocated);
@@ -46,7 +46,7 @@ pub fn estimate(i: &Inputs) -> Estimate {
 }
 
 /// Reads the inputs from /proc for this process.
-pub fn read_inputs(rlimit_nofile: u64) -> Option<Inputs> {
+pub(crate) fn read_inputs(rlimit_nofile: u64) -> Option<Inputs> {
     let num = |path: &str| -> Option<u64> {
         std::fs::read_to_string(path).ok()?.split_whitespace().next()?.parse().ok()
     };

@@ -114,28 +114,49 @@ pub struct Cli {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Address to listen on.
     pub host: IpAddr,
+    /// Port to listen on.
     pub port: u16,
+    /// Executors (pinned cores); 0: every available core.
     pub cores: usize,
+    /// Most WebSocket connections held at once, split evenly across cores.
     pub max_connections: usize,
+    /// Listen backlog (clamped to net.core.somaxconn).
     pub backlog: u32,
+    /// Serve the /echo WebSocket endpoint.
     pub echo: bool,
+    /// Seconds a client may take to send its HTTP request head.
     pub handshake_timeout: u32,
+    /// Seconds without client activity before the server pings.
     pub activity_timeout: u32,
+    /// Seconds to wait for any reply to a ping before closing.
     pub pong_timeout: u32,
+    /// Seconds to wait for the peer's close frame after sending ours.
     pub close_timeout: u32,
+    /// Seconds to wait for peers to close on shutdown.
     pub drain_timeout: u32,
+    /// Largest WebSocket frame payload accepted, in bytes.
     pub max_frame_size: usize,
+    /// Largest WebSocket message accepted, in bytes.
     pub max_message_size: usize,
+    /// Bytes queued for one slow client before it is cut off (Pusher) or no longer read (echo).
     pub max_outbound_bytes: usize,
+    /// Capacity of each core-to-core ring, in messages.
     pub ring_capacity: usize,
+    /// Largest HTTP request body accepted, in bytes.
     pub max_body_size: usize,
+    /// SO_SNDBUF of accepted sockets, in bytes; 0 keeps kernel autotuning.
     pub socket_send_buffer: usize,
+    /// Also serve /metrics on this port; 0: main port only.
     pub metrics_port: u16,
     /// Redis URL; empty: no cluster.
     pub redis: String,
+    /// Prefix of every Redis key and channel corecast uses.
     pub redis_prefix: String,
+    /// Seconds a node's heartbeat key lives.
     pub node_ttl: u32,
+    /// Node id in socket ids (1..=999999); 0 picks one at start-up.
     pub node_id: u32,
     /// Apps; empty in the file means the development app (see `pusher::apps`).
     pub apps: Vec<App>,
@@ -249,10 +270,12 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Parses a TOML configuration (unset keys take their defaults; not validated).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError(one_line(&e.to_string())))
     }
 
+    /// The configuration as TOML (what `--print-config` prints).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("Config serializes")
     }
@@ -319,7 +342,33 @@ impl Config {
     pub fn per_core_max_connections(&self) -> usize {
         self.max_connections.div_ceil(self.executor_count())
     }
+
+    /// What each core's engine needs.
+    pub(crate) fn engine_settings(&self) -> crate::core::engine::Settings {
+        crate::core::engine::Settings {
+            limits: crate::protocol::decoder::Limits {
+                max_frame: self.max_frame_size,
+                max_message: self.max_message_size,
+            },
+            max_connections: self.per_core_max_connections(),
+            max_outbound_bytes: self.max_outbound_bytes,
+            max_body: self.max_body_size,
+            echo: self.echo,
+            handshake_timeout: self.handshake_timeout,
+            activity_timeout: self.activity_timeout,
+            pong_timeout: self.pong_timeout,
+            close_timeout: self.close_timeout,
+            drain_timeout: self.drain_timeout,
+            cores: u16::try_from(self.executor_count()).unwrap_or(u16::MAX),
+            outbox_limit: self.ring_capacity.saturating_mul(16),
+            backlog_limit: BACKLOG_LIMIT,
+        }
+    }
 }
+
+/// Bytes queued for one core's connections above which the HTTP API answers new publishes with
+/// 503 (Retry-After) until delivery catches up.
+const BACKLOG_LIMIT: usize = 64 << 20;
 
 /// Cores this process may run on (its affinity mask).
 pub fn available_cores() -> usize {

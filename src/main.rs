@@ -1,7 +1,20 @@
 use clap::Parser;
 use corecast::config::{Cli, Config};
 
+/// One policy for panics: any panicking thread (a core, the Redis bridge, a webhook thread)
+/// takes the whole process down at once, so that a supervisor restarts it and clients reconnect
+/// elsewhere — never a half-alive node whose other cores keep accepting.
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("corecast: a thread panicked: aborting so that the supervisor restarts this node");
+        std::process::abort();
+    }));
+}
+
 fn main() {
+    exit_on_panic();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e)
@@ -31,8 +44,8 @@ fn main() {
         return;
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    corecast::startup::check_limits(&cfg);
-    if let Err(e) = corecast::shard::run(cfg) {
+    corecast::check_limits(&cfg);
+    if let Err(e) = corecast::run(cfg) {
         log::error!("{e}");
         std::process::exit(1);
     }

@@ -11,8 +11,6 @@ use prometheus_client::registry::Registry;
 use crate::pusher::apps::App;
 use crate::pusher::query::CoreReport;
 
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 type Labels = Vec<(String, String)>;
 
 fn core_label(r: &CoreReport) -> Labels {
@@ -55,15 +53,43 @@ impl Builder {
 }
 
 /// The process's resident memory in bytes (0 if /proc is unreadable), read once per scrape.
-pub fn process_rss() -> u64 {
+pub(crate) fn process_rss() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
 }
 
-/// Renders every core's report (one per core) and the process's resident memory as a scrape.
-pub fn render(reports: &[CoreReport], apps: &[App], rss: u64) -> String {
+/// Figures from outside the cores: the webhook sender's and the Redis bridge's counters, and
+/// the process's resident memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Process {
+    /// Webhook batches waiting to be sent.
+    pub(crate) webhooks_queued: u64,
+    /// Webhook requests answered 2xx.
+    pub(crate) webhooks_sent: u64,
+    /// Webhook attempts that failed.
+    pub(crate) webhooks_failed: u64,
+    /// Webhook events dropped by the sender.
+    pub(crate) webhooks_dropped: u64,
+    /// The Redis bridge's figures, with --redis.
+    pub(crate) cluster: Option<Cluster>,
+    /// Resident memory of the process, in bytes.
+    pub(crate) rss: u64,
+}
+
+/// The Redis bridge's figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cluster {
+    pub(crate) connected: bool,
+    pub(crate) nodes: u64,
+    pub(crate) published: u64,
+    pub(crate) received: u64,
+    pub(crate) dropped: u64,
+}
+
+/// Renders every core's report (one per core) and the process's figures as a scrape.
+pub(crate) fn render(reports: &[CoreReport], apps: &[App], process: &Process) -> String {
     let mut reports = reports.to_vec();
     reports.sort_by_key(|r| r.shard);
     let mut b = Builder { registry: Registry::with_prefix("corecast") };
@@ -81,45 +107,74 @@ pub fn render(reports: &[CoreReport], apps: &[App], rss: u64) -> String {
         "Open TCP connections (WebSocket and HTTP), per core",
         per_core(|r| r.connections),
     );
-    b.total("connections_accepted", "TCP connections accepted", &reports, |r| r.stats.accepted);
+    b.total("connections_accepted", "TCP connections accepted", &reports, |r| r.engine.accepted);
     b.counter(
         "connections_rejected",
         "WebSocket upgrades refused, by reason",
         [
-            (vec![("reason".into(), "full".into())], reports.iter().map(|r| r.stats.rejected_full).sum()),
+            (vec![("reason".into(), "full".into())], reports.iter().map(|r| r.engine.rejected_full).sum()),
             (
                 vec![("reason".into(), "draining".into())],
-                reports.iter().map(|r| r.stats.rejected_draining).sum(),
+                reports.iter().map(|r| r.engine.rejected_draining).sum(),
             ),
         ],
     );
-    b.total("handshakes", "WebSocket handshakes completed", &reports, |r| r.stats.ws_opened);
+    b.total("handshakes", "WebSocket handshakes completed", &reports, |r| r.engine.ws_opened);
     b.total("handshake_timeouts", "Connections closed for not completing a request in time", &reports, |r| {
-        r.stats.handshake_timeouts
+        r.engine.handshake_timeouts
     });
     b.total("ping_timeouts", "Connections closed for not answering a heartbeat", &reports, |r| {
-        r.stats.ping_timeouts
+        r.engine.ping_timeouts
     });
     b.total("protocol_errors", "Connections failed for breaking RFC 6455", &reports, |r| {
-        r.stats.protocol_errors
+        r.engine.protocol_errors
     });
-    b.total("messages_in", "WebSocket messages received", &reports, |r| r.stats.messages_in);
-    b.total("frames_out", "WebSocket frames and HTTP responses sent", &reports, |r| r.stats.frames_out);
-    b.total("bytes_in", "Bytes received", &reports, |r| r.stats.bytes_in);
-    b.total("bytes_out", "Bytes sent", &reports, |r| r.stats.bytes_out);
+    b.total("messages_in", "WebSocket messages received", &reports, |r| r.engine.messages_in);
+    b.total("frames_out", "WebSocket frames and HTTP responses written", &reports, |r| r.engine.frames_out);
+    b.counter(
+        "frames_written",
+        "Frames (and HTTP responses) completely written, per core",
+        reports.iter().map(|r| (core_label(r), r.engine.frames_out)),
+    );
+    b.counter(
+        "send_syscalls",
+        "Send system calls made, per core (frames_written / send_syscalls = frames per send)",
+        reports.iter().map(|r| (core_label(r), r.engine.sends)),
+    );
+    b.gauge("queued_bytes", "Bytes queued for connections, per core", per_core(|r| r.queued_bytes));
+    b.gauge("flush_backlog", "Connections waiting for the flusher, per core", per_core(|r| r.dirty));
+    b.gauge(
+        "connection_state_bytes",
+        "Bytes of per-connection state the core accounts for (slab, queues, partial input, timers), per core",
+        per_core(|r| r.conn_state_bytes),
+    );
+    b.total(
+        "api_backpressure",
+        "HTTP API publishes refused with 503 while delivery was backlogged",
+        &reports,
+        |r| r.pusher.backpressure,
+    );
+    b.total(
+        "questions_expired",
+        "Questions to other cores or nodes answered by their deadline",
+        &reports,
+        |r| r.pusher.questions_expired,
+    );
+    b.total("bytes_in", "Bytes received", &reports, |r| r.engine.bytes_in);
+    b.total("bytes_out", "Bytes sent", &reports, |r| r.engine.bytes_out);
     b.total(
         "published",
         "Events published (per channel, counted once on the publishing core)",
         &reports,
-        |r| r.stats.published,
+        |r| r.pusher.published,
     );
-    b.total("deliveries", "Event frames written to subscribers", &reports, |r| r.stats.deliveries);
+    b.total("deliveries", "Event frames queued for subscribers", &reports, |r| r.pusher.deliveries);
     b.total("slow_consumer_disconnects", "Subscribers cut off for not reading", &reports, |r| {
-        r.stats.slow_consumers
+        r.engine.slow_consumers
     });
     b.gauge("ring_depth", "Messages waiting for a core-to-core ring, per core", per_core(|r| r.ring_depth));
     b.total("ring_overflows", "Broadcasts dropped because a core's ring stayed full", &reports, |r| {
-        r.stats.ring_overflows
+        r.pusher.ring_overflows
     });
     b.gauge("channels", "Channels with local subscribers, per core", per_core(|r| r.channels));
     b.single_gauge(
@@ -129,7 +184,7 @@ pub fn render(reports: &[CoreReport], apps: &[App], rss: u64) -> String {
     );
     let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
     for r in &reports {
-        for (s, n) in &r.stats.api_requests {
+        for (s, n) in &r.pusher.api_requests {
             *statuses.entry(*s).or_default() += n;
         }
     }
@@ -146,30 +201,33 @@ pub fn render(reports: &[CoreReport], apps: &[App], rss: u64) -> String {
             (vec![("app".into(), a.id.clone())], n as i64)
         }),
     );
-    let w = crate::webhooks::counters();
-    let core_dropped: u64 = reports.iter().map(|r| r.stats.webhooks_dropped).sum();
-    b.single_gauge("webhook_queue_depth", "Webhook batches waiting to be sent", w.queued);
-    b.single_counter("webhooks_sent", "Webhook requests answered 2xx", w.sent);
-    b.single_counter("webhooks_failed", "Webhook attempts that failed (each retry counts)", w.failed);
+    let p = process;
+    let core_dropped: u64 = reports.iter().map(|r| r.pusher.webhooks_dropped).sum();
+    b.single_gauge("webhook_queue_depth", "Webhook batches waiting to be sent", p.webhooks_queued);
+    b.single_counter("webhooks_sent", "Webhook requests answered 2xx", p.webhooks_sent);
+    b.single_counter(
+        "webhooks_failed",
+        "Webhook attempts that failed (each retry counts)",
+        p.webhooks_failed,
+    );
     b.single_counter(
         "webhooks_dropped",
         "Webhook events dropped (queue full or retries exhausted)",
-        w.dropped + core_dropped,
+        p.webhooks_dropped + core_dropped,
     );
-    let c = crate::cluster::status();
-    if c.enabled {
+    if let Some(c) = p.cluster {
         b.single_gauge("cluster_connected", "1 while the Redis bridge is connected", u64::from(c.connected));
         b.single_gauge("cluster_nodes", "Live nodes seen in Redis (this one included)", c.nodes);
         b.single_counter("cluster_published", "Events published to the other nodes", c.published);
         b.single_counter("cluster_received", "Messages received from the other nodes", c.received);
-        let core_dropped: u64 = reports.iter().map(|r| r.stats.cluster_dropped).sum();
+        let core_dropped: u64 = reports.iter().map(|r| r.pusher.cluster_dropped).sum();
         b.single_counter(
             "cluster_dropped",
             "Cross-node messages dropped (Redis down or rings full)",
             c.dropped + core_dropped,
         );
     }
-    b.single_gauge("process_resident_memory_bytes", "Resident memory of the process", rss);
+    b.single_gauge("process_resident_memory_bytes", "Resident memory of the process", p.rss);
     let mut out = String::new();
     encode(&mut out, &b.registry).expect("writing to a String cannot fail");
     out

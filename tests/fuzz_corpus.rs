@@ -29,3 +29,8 @@ fn handshake_corpus() {
 fn frame_decoder_corpus() {
     replay("frame_decoder", corecast::protocol::fuzzing::frame_decoder);
 }
+
+#[test]
+fn server_corpus() {
+    replay("server", corecast::fuzzing::server);
+}

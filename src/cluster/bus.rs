@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "k")]
-pub enum Bus {
+pub(crate) enum Bus {
     /// An event to deliver on every other node. `payload` is the event's JSON text (the frame
     /// without its WebSocket header); `except` a socket id.
     #[serde(rename = "pub")]
@@ -38,7 +38,7 @@ pub enum Bus {
 }
 
 impl Bus {
-    pub fn origin(&self) -> u32 {
+    pub(crate) fn origin(&self) -> u32 {
         match self {
             Bus::Publish { node, .. }
             | Bus::Terminate { node, .. }

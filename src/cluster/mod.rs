@@ -17,145 +17,40 @@
 //!   bound.
 
 mod bridge;
-pub mod bus;
-pub mod ring;
-pub mod scripts;
+mod bus;
+pub(crate) mod ring;
+mod scripts;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::pusher::messages::Member;
-use crate::pusher::peer::Publish;
-use crate::pusher::query::{Filter, Rows};
+use crate::core::io::Outlet;
+use crate::pusher::wire::{ClusterIn, ClusterOut};
 
-pub use bridge::{claim_node_id, start};
-
-/// Messages a core sends to the bridge.
-#[derive(Debug)]
-pub enum ClusterOut {
-    /// An event that originated on this node: publish it to the other nodes.
-    Publish(Arc<Publish>),
-    /// From a presence channel's owner core: `member` has its first connection on this node
-    /// (`node_new`) or another one; answer with `Joined` and the cluster's members.
-    Join {
-        shard: u32,
-        token: u64,
-        app: u16,
-        channel: Box<str>,
-        member: Member,
-        node_new: bool,
-        max: usize,
-    },
-    /// From the owner core: the user's last connection on this node left; answer with `Left`.
-    Leave {
-        shard: u32,
-        app: u16,
-        channel: Box<str>,
-        member: Member,
-    },
-    /// From a channel's owner core: the channel became occupied or vacated on this node.
-    Occupied {
-        shard: u32,
-        app: u16,
-        channel: Box<str>,
-        occupied: bool,
-    },
-    /// After a reconnect: this node's current presence and occupancy, re-registered silently.
-    Rejoin {
-        app: u16,
-        channel: Box<str>,
-        member: Member,
-    },
-    Reoccupy {
-        app: u16,
-        channel: Box<str>,
-    },
-    /// Close every connection signed in as `user_id`, on every node.
-    Terminate {
-        app: u16,
-        user_id: Box<str>,
-    },
-    /// A query answered by this node's cores (`rows`): add the other nodes' answers and the
-    /// cluster's presence counts, then answer with `Answered`.
-    Ask {
-        shard: u32,
-        id: u64,
-        app: u16,
-        filter: Filter,
-        members: bool,
-        rows: Rows,
-    },
-    /// This node's answer to another node's query.
-    Answer {
-        to_node: u32,
-        id: u64,
-        rows: Rows,
-    },
-}
-
-/// Messages the bridge sends to a core.
-#[derive(Debug)]
-pub enum ClusterIn {
-    /// An event from another node: deliver to this core's subscribers.
-    Publish(Arc<Publish>),
-    /// The cluster's answer to a `Join`: whether the user is new to the cluster, whether the
-    /// channel is full, and every member (None when Redis is unreachable).
-    Joined {
-        token: u64,
-        added: bool,
-        full: bool,
-        members: Option<Vec<Member>>,
-    },
-    /// The cluster's answer to a `Leave`: whether the user left the cluster.
-    Left {
-        app: u16,
-        channel: Box<str>,
-        member: Member,
-        removed: bool,
-    },
-    /// A webhook event decided by the cluster (occupancy, a dead node's members).
-    Webhook {
-        app: u16,
-        event: serde_json::Value,
-    },
-    Terminate {
-        app: u16,
-        user_id: Box<str>,
-    },
-    /// Another node asks (to core 0): answer with `ClusterOut::Answer`.
-    Ask {
-        from_node: u32,
-        id: u64,
-        app: u16,
-        filter: Filter,
-        members: bool,
-    },
-    /// The cluster-wide rows for query `id`.
-    Answered {
-        id: u64,
-        rows: Rows,
-    },
-    /// Redis is back: send this core's presence and occupancy again (`Rejoin`, `Reoccupy`).
-    Resync,
-}
+pub(crate) use bridge::{claim_node_id, start};
 
 /// Slots in each ring between a core and the bridge.
-pub const RING: usize = 65_536;
+pub(crate) const RING: usize = 65_536;
 
 /// A core's ends of its rings to the bridge.
-pub struct CoreLink {
-    pub tx: ring::Tx<ClusterOut>,
-    pub rx: Option<ring::Rx<ClusterIn>>,
+pub(crate) struct CoreLink {
+    pub(crate) tx: ring::Tx<ClusterOut>,
+    pub(crate) rx: ring::Rx<ClusterIn>,
+}
+
+impl<T> Outlet<T> for ring::Tx<T> {
+    fn push(&mut self, msg: T) -> Result<(), T> {
+        ring::Tx::push(self, msg)
+    }
 }
 
 /// Adapter figures for /metrics and logs, written by the bridge.
 pub(crate) struct Status {
-    pub connected: AtomicU64,
-    pub nodes: AtomicU64,
-    pub published: AtomicU64,
-    pub received: AtomicU64,
-    pub dropped: AtomicU64,
-    pub enabled: AtomicU64,
+    pub(crate) connected: AtomicU64,
+    pub(crate) nodes: AtomicU64,
+    pub(crate) published: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) enabled: AtomicU64,
 }
 
 pub(crate) static STATUS: Status = Status {
@@ -169,16 +64,16 @@ pub(crate) static STATUS: Status = Status {
 
 /// A snapshot of the adapter figures.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Snapshot {
-    pub enabled: bool,
-    pub connected: bool,
-    pub nodes: u64,
-    pub published: u64,
-    pub received: u64,
-    pub dropped: u64,
+pub(crate) struct Snapshot {
+    pub(crate) enabled: bool,
+    pub(crate) connected: bool,
+    pub(crate) nodes: u64,
+    pub(crate) published: u64,
+    pub(crate) received: u64,
+    pub(crate) dropped: u64,
 }
 
-pub fn status() -> Snapshot {
+pub(crate) fn status() -> Snapshot {
     let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
     Snapshot {
         enabled: g(&STATUS.enabled) == 1,

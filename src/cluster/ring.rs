@@ -8,17 +8,17 @@ use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
 
-pub struct Tx<T> {
+pub(crate) struct Tx<T> {
     slots: rtrb::Producer<T>,
     waker: Arc<AtomicWaker>,
 }
 
-pub struct Rx<T> {
+pub(crate) struct Rx<T> {
     slots: rtrb::Consumer<T>,
     waker: Arc<AtomicWaker>,
 }
 
-pub fn ring<T>(capacity: usize) -> (Tx<T>, Rx<T>) {
+pub(crate) fn ring<T>(capacity: usize) -> (Tx<T>, Rx<T>) {
     let (slots_tx, slots_rx) = rtrb::RingBuffer::new(capacity);
     let waker = Arc::new(AtomicWaker::new());
     (Tx { slots: slots_tx, waker: waker.clone() }, Rx { slots: slots_rx, waker })
@@ -26,7 +26,7 @@ pub fn ring<T>(capacity: usize) -> (Tx<T>, Rx<T>) {
 
 impl<T> Tx<T> {
     /// Adds `item` and wakes the consumer; gives `item` back when the ring is full.
-    pub fn push(&mut self, item: T) -> Result<(), T> {
+    pub(crate) fn push(&mut self, item: T) -> Result<(), T> {
         match self.slots.push(item) {
             Ok(()) => {
                 self.waker.wake();
@@ -38,11 +38,7 @@ impl<T> Tx<T> {
 }
 
 impl<T> Rx<T> {
-    pub fn try_pop(&mut self) -> Option<T> {
-        self.slots.pop().ok()
-    }
-
-    pub fn poll_pop(&mut self, cx: &mut Context<'_>) -> Poll<T> {
+    pub(crate) fn poll_pop(&mut self, cx: &mut Context<'_>) -> Poll<T> {
         if let Ok(item) = self.slots.pop() {
             return Poll::Ready(item);
         }
@@ -56,7 +52,7 @@ impl<T> Rx<T> {
     }
 
     /// Waits for the next item.
-    pub async fn pop(&mut self) -> T {
+    pub(crate) async fn pop(&mut self) -> T {
         poll_fn(|cx| self.poll_pop(cx)).await
     }
 }

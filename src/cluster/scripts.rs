@@ -13,7 +13,7 @@
 
 /// Join: KEYS = info, nodes, on, node:N:p; ARGV = user, node, info, max members, "A|C|user".
 /// Returns {added (0/1), full (0/1), user, info, user, info, …} (all members after the join).
-pub const JOIN: &str = r#"
+pub(crate) const JOIN: &str = r#"
 local user, node, info, max, entry = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local added, full = 0, 0
 if redis.call('SISMEMBER', KEYS[3], user .. '|' .. node) == 0 then
@@ -36,7 +36,7 @@ return out
 
 /// Leave: KEYS = info, nodes, on, node:N:p; ARGV = user, node, "A|C|user".
 /// Returns 1 when this was the user's last node (member_removed is due).
-pub const LEAVE: &str = r#"
+pub(crate) const LEAVE: &str = r#"
 local user, node, entry = ARGV[1], ARGV[2], ARGV[3]
 redis.call('SREM', KEYS[4], entry)
 if redis.call('SREM', KEYS[3], user .. '|' .. node) == 0 then return 0 end
@@ -50,7 +50,7 @@ return 0
 
 /// Occupancy: KEYS = o:A:C, node:N:o; ARGV = node, "1"/"0", "A|C".
 /// Returns 1 when the channel became occupied (first node) or vacated (last node), else 0.
-pub const OCCUPY: &str = r#"
+pub(crate) const OCCUPY: &str = r#"
 local node, occupied, entry = ARGV[1], ARGV[2] == '1', ARGV[3]
 local before = redis.call('SCARD', KEYS[1])
 if occupied then

@@ -1,37 +1,39 @@
-//! Per-core counters: plain integers owned by one core, summed across cores at scrape time.
+//! The engine's per-core counters: plain integers owned by one core, summed across cores at
+//! scrape time.
 
-use std::collections::BTreeMap;
-
+/// Counters of one core's engine.
 #[derive(Debug, Default, Clone)]
-pub struct Stats {
-    /// HTTP API requests by response status.
-    pub api_requests: BTreeMap<u16, u64>,
-    pub accepted: u64,
-    pub closed: u64,
-    pub ws_opened: u64,
-    pub rejected_full: u64,
-    pub rejected_draining: u64,
-    pub http_requests: u64,
-    pub http_errors: u64,
-    pub handshake_timeouts: u64,
-    pub ping_timeouts: u64,
-    pub protocol_errors: u64,
-    pub messages_in: u64,
-    pub frames_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub slow_consumers: u64,
-    pub published: u64,
-    pub deliveries: u64,
-    pub ring_overflows: u64,
-    /// Webhook events dropped because this core's ring to the dispatcher was full.
-    pub webhooks_dropped: u64,
-    /// Messages for the Redis bridge dropped because this core's ring to it was full.
-    pub cluster_dropped: u64,
-}
-
-impl Stats {
-    pub fn count_api(&mut self, status: u16) {
-        *self.api_requests.entry(status).or_default() += 1;
-    }
+pub(crate) struct Stats {
+    /// TCP connections accepted.
+    pub(crate) accepted: u64,
+    /// Connections closed and removed.
+    pub(crate) closed: u64,
+    /// WebSocket handshakes completed (counted connections).
+    pub(crate) ws_opened: u64,
+    /// Upgrades refused because the core was full.
+    pub(crate) rejected_full: u64,
+    /// Upgrades refused while draining.
+    pub(crate) rejected_draining: u64,
+    /// HTTP requests handled.
+    pub(crate) http_requests: u64,
+    /// HTTP responses with a 4xx or 5xx status sent on closing connections.
+    pub(crate) http_errors: u64,
+    /// Connections that did not complete a request in time.
+    pub(crate) handshake_timeouts: u64,
+    /// Connections that did not answer a heartbeat.
+    pub(crate) ping_timeouts: u64,
+    /// Connections failed for breaking RFC 6455.
+    pub(crate) protocol_errors: u64,
+    /// WebSocket messages received.
+    pub(crate) messages_in: u64,
+    /// Frames (and HTTP responses) completely written.
+    pub(crate) frames_out: u64,
+    /// Send system calls made.
+    pub(crate) sends: u64,
+    /// Bytes received.
+    pub(crate) bytes_in: u64,
+    /// Bytes sent.
+    pub(crate) bytes_out: u64,
+    /// Connections cut off for not reading fast enough.
+    pub(crate) slow_consumers: u64,
 }

@@ -1,365 +1,455 @@
-//! The core driven without sockets: a fake `SocketIo` records what would have been sent.
+//! The engine driven without sockets: fake sockets record what would have been sent; a minimal
+//! service answers 404 to everything it is asked.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
+use bytes::Bytes;
 
+use super::Core;
 use super::conn::{ConnKey, Phase, flag};
-use super::io::SocketIo;
-use super::{Core, Settings, TaskView};
-use crate::config::Config;
+use super::engine::{Engine, Settings};
+use super::io::CoreId;
+use super::service::{Goodbye, Outcome, Policy, Refusal, Service};
+use super::testing::{FakeSocket, State};
+use crate::protocol::frame::Opcode;
+use crate::protocol::http::{self, Request};
 
-#[derive(Default)]
-struct Wire {
-    sent: HashMap<i32, Vec<u8>>,
-    /// Bytes each fd still takes before it would block (absent: unlimited).
-    room: HashMap<i32, usize>,
-}
+/// A service that serves nothing: the engine's own endpoints are under test.
+struct Nothing;
 
-#[derive(Clone, Default)]
-struct FakeIo(Rc<RefCell<Wire>>);
+impl Service for Nothing {
+    type Conn = ();
+    type Peer = ();
 
-impl SocketIo for FakeIo {
-    fn send(&self, fd: i32, buf: &[u8]) -> std::io::Result<usize> {
-        let mut w = self.0.borrow_mut();
-        let n = match w.room.get_mut(&fd) {
-            Some(0) => return Err(std::io::ErrorKind::WouldBlock.into()),
-            Some(room) => {
-                let n = (*room).min(buf.len());
-                *room -= n;
-                n
-            }
-            None => buf.len(),
-        };
-        w.sent.entry(fd).or_default().extend_from_slice(&buf[..n]);
-        Ok(n)
+    fn policy(&self) -> Policy {
+        let bye = Goodbye { notice: None, code: 1001, reason: "bye" };
+        Policy {
+            ping: Bytes::from_static(&[0x89, 0]),
+            pong_timeout: bye.clone(),
+            draining: bye,
+            slow_consumer: None,
+            full: None,
+        }
     }
-}
 
-impl FakeIo {
-    fn take(&self, fd: i32) -> Vec<u8> {
-        self.0.borrow_mut().sent.remove(&fd).unwrap_or_default()
+    fn request(
+        &mut self,
+        _: &mut Engine<Self>,
+        _: ConnKey,
+        req: &Request<'_>,
+        _: &[u8],
+        _: bool,
+    ) -> Outcome<()> {
+        Outcome::Respond(http::text(404, "not found", &[], req.keep_alive()), req.keep_alive())
     }
-    fn take_text(&self, fd: i32) -> String {
-        String::from_utf8_lossy(&self.take(fd)).into_owned()
-    }
-    fn block(&self, fd: i32) {
-        self.0.borrow_mut().room.insert(fd, 0);
-    }
+
+    fn opened(&mut self, _: &mut Engine<Self>, _: ConnKey, _: Option<Refusal>) {}
+    fn message(&mut self, _: &mut Engine<Self>, _: ConnKey, _: Opcode, _: &[u8]) {}
+    fn closed(&mut self, _: &mut Engine<Self>, _: ConnKey) {}
+    fn peer(&mut self, _: &mut Engine<Self>, _: ()) {}
+    fn tick(&mut self, _: &mut Engine<Self>) {}
 }
 
-fn core_with(cfg: Config) -> (Core, FakeIo) {
-    let io = FakeIo::default();
-    (Core::new(0, Settings::from_config(&cfg, 1), Box::new(io.clone()), 0), io)
+fn settings() -> Settings {
+    Settings { echo: true, ..Settings::default() }
 }
 
-fn core() -> (Core, FakeIo) {
-    core_with(Config { echo: true, cores: 1, ..Config::default() })
+fn core_with(s: Settings) -> Core<Nothing> {
+    Core::new(CoreId(0), s, Nothing, 0)
 }
 
-fn feed(core: &mut Core, key: ConnKey, bytes: &[u8]) {
-    let mut buf = bytes.to_vec();
-    core.on_read(key, &mut buf);
+fn core() -> Core<Nothing> {
+    core_with(settings())
+}
+
+fn feed(core: &mut Core<Nothing>, key: ConnKey, sock: &FakeSocket, bytes: &[u8]) -> State {
+    sock.push_input(bytes);
+    core.run_conn(key, sock)
 }
 
 const UPGRADE: &str = "GET /echo HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-fn open_echo(core: &mut Core, io: &FakeIo, fd: i32) -> ConnKey {
-    let key = core.accept(fd);
-    feed(core, key, UPGRADE.as_bytes());
-    assert!(io.take_text(fd).starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
-    key
+fn open_echo(core: &mut Core<Nothing>) -> (ConnKey, FakeSocket) {
+    let (key, sock) = core.accept_fake();
+    feed(core, key, &sock, UPGRADE.as_bytes());
+    assert!(sock.take_text().starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+    (key, sock)
 }
 
 fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
     crate::protocol::decoder::tests_support::client_frame(true, opcode, payload, [1, 2, 3, 4])
 }
 
-fn view(core: &mut Core, key: ConnKey) -> TaskView {
-    core.task_view(key, std::task::Waker::noop())
+fn text_frame(payload: &[u8]) -> Bytes {
+    crate::protocol::frame::encode(Opcode::Text, payload)
 }
 
 #[test]
 fn plain_get_root_and_ready_answer_200_and_keep_alive() {
-    let (mut core, io) = core();
-    let key = core.accept(3);
-    feed(&mut core, key, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /ready HTTP/1.1\r\nHost: x\r\n\r\n");
-    let out = io.take_text(3);
+    let mut core = core();
+    let (key, sock) = core.accept_fake();
+    let state = feed(
+        &mut core,
+        key,
+        &sock,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /ready HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let out = sock.take_text();
     assert_eq!(out.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{out}");
-    assert!(matches!(view(&mut core, key), TaskView::Read));
+    assert_eq!(state, State::Reading);
 }
 
 #[test]
-fn unknown_path_is_404_and_garbage_is_400_then_close() {
-    let (mut core, io) = core();
-    let key = core.accept(3);
-    feed(&mut core, key, b"GET /nope HTTP/1.1\r\n\r\n");
-    assert!(io.take_text(3).starts_with("HTTP/1.1 404 "));
-    feed(&mut core, key, b"\x16\x03\x01\x00\x00garbage\r\n\r\n");
-    assert!(io.take_text(3).starts_with("HTTP/1.1 400 "));
-    assert!(matches!(view(&mut core, key), TaskView::Linger { shut_down: false }));
+fn unknown_path_goes_to_the_service_and_garbage_is_400_then_close() {
+    let mut core = core();
+    let (key, sock) = core.accept_fake();
+    feed(&mut core, key, &sock, b"GET /nope HTTP/1.1\r\n\r\n");
+    assert!(sock.take_text().starts_with("HTTP/1.1 404 "));
+    let state = feed(&mut core, key, &sock, b"\x16\x03\x01\x00\x00garbage\r\n\r\n");
+    assert!(sock.take_text().starts_with("HTTP/1.1 400 "));
+    assert_eq!(state, State::Lingering);
+    assert!(sock.0.borrow().shut_down, "the write side is shut down after the last response");
+    // The peer closes: the connection is removed.
+    sock.close_input();
+    assert_eq!(core.run_conn(key, &sock), State::Gone);
+    assert_eq!(core.e.conn_count(), 0);
 }
 
 #[test]
 fn oversized_head_is_431_even_when_it_arrives_in_pieces() {
-    let (mut core, io) = core();
-    let key = core.accept(3);
-    feed(&mut core, key, b"GET / HTTP/1.1\r\n");
+    let mut core = core();
+    let (key, sock) = core.accept_fake();
+    feed(&mut core, key, &sock, b"GET / HTTP/1.1\r\n");
     for _ in 0..10 {
-        feed(&mut core, key, format!("X-Filler: {}\r\n", "a".repeat(1000)).as_bytes());
+        feed(&mut core, key, &sock, format!("X-Filler: {}\r\n", "a".repeat(1000)).as_bytes());
     }
-    assert!(io.take_text(3).starts_with("HTTP/1.1 431 "));
+    assert!(sock.take_text().starts_with("HTTP/1.1 431 "));
 }
 
 #[test]
 fn websocket_path_without_upgrade_is_426() {
-    let (mut core, io) = core();
-    let key = core.accept(3);
-    feed(&mut core, key, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
-    let out = io.take_text(3);
+    let mut core = core();
+    let (key, sock) = core.accept_fake();
+    feed(&mut core, key, &sock, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+    let out = sock.take_text();
     assert!(out.starts_with("HTTP/1.1 426 ") && out.contains("Upgrade: websocket\r\n"), "{out}");
-    let key = core.accept(4);
-    feed(&mut core, key, UPGRADE.replace("Version: 13", "Version: 7").as_bytes());
-    let out = io.take_text(4);
+    let (key, sock) = core.accept_fake();
+    feed(&mut core, key, &sock, UPGRADE.replace("Version: 13", "Version: 7").as_bytes());
+    let out = sock.take_text();
     assert!(out.starts_with("HTTP/1.1 426 ") && out.contains("Sec-WebSocket-Version: 13\r\n"), "{out}");
 }
 
 #[test]
 fn echo_echoes_text_binary_and_answers_ping() {
-    let (mut core, io) = core();
-    let key = open_echo(&mut core, &io, 3);
-    feed(&mut core, key, &masked(1, b"hi"));
-    assert_eq!(io.take(3), vec![0x81, 2, b'h', b'i']);
-    feed(&mut core, key, &masked(9, b"p"));
-    assert_eq!(io.take(3), vec![0x8a, 1, b'p']);
-    assert!(core.conn(key).unwrap().rx.is_none() && core.conn(key).unwrap().out.is_none());
+    let mut core = core();
+    let (key, sock) = open_echo(&mut core);
+    feed(&mut core, key, &sock, &masked(1, b"hi"));
+    assert_eq!(sock.take(), vec![0x81, 2, b'h', b'i']);
+    feed(&mut core, key, &sock, &masked(9, b"p"));
+    assert_eq!(sock.take(), vec![0x8a, 1, b'p']);
+    let conn = core.e.conn(key).unwrap();
+    assert!(conn.inbound.is_none() && conn.out.is_none());
 }
 
 #[test]
 fn frames_sent_with_the_upgrade_request_are_decoded() {
-    let (mut core, io) = core();
-    let key = core.accept(3);
+    let mut core = core();
+    let (key, sock) = core.accept_fake();
     let mut bytes = UPGRADE.as_bytes().to_vec();
     bytes.extend(masked(1, b"early"));
-    feed(&mut core, key, &bytes);
-    let out = io.take(3);
-    assert!(out.ends_with(&[0x81, 5, b'e', b'a', b'r', b'l', b'y']));
+    feed(&mut core, key, &sock, &bytes);
+    assert!(sock.take().ends_with(&[0x81, 5, b'e', b'a', b'r', b'l', b'y']));
 }
 
 #[test]
 fn unmasked_frame_fails_with_1002_and_closes() {
-    let (mut core, io) = core();
-    let key = open_echo(&mut core, &io, 3);
-    feed(&mut core, key, &[0x81, 0x01, b'x']);
-    assert_eq!(&io.take(3)[..4], &[0x88, 2 + "client frame is not masked".len() as u8, 0x03, 0xea]);
-    assert!(matches!(view(&mut core, key), TaskView::Linger { .. }));
+    let mut core = core();
+    let (key, sock) = open_echo(&mut core);
+    let state = feed(&mut core, key, &sock, &[0x81, 0x01, b'x']);
+    assert_eq!(&sock.take()[..4], &[0x88, 2 + "client frame is not masked".len() as u8, 0x03, 0xea]);
+    assert_eq!(state, State::Lingering);
 }
 
 #[test]
 fn peer_close_is_echoed_and_the_socket_closed() {
-    let (mut core, io) = core();
-    let key = open_echo(&mut core, &io, 3);
-    feed(&mut core, key, &masked(8, &[0x03, 0xe8]));
-    assert_eq!(io.take(3), vec![0x88, 2, 0x03, 0xe8]);
-    assert!(matches!(view(&mut core, key), TaskView::Linger { shut_down: false }));
+    let mut core = core();
+    let (key, sock) = open_echo(&mut core);
+    let state = feed(&mut core, key, &sock, &masked(8, &[0x03, 0xe8]));
+    assert_eq!(sock.take(), vec![0x88, 2, 0x03, 0xe8]);
+    assert_eq!(state, State::Lingering);
 }
 
 #[test]
 fn full_core_refuses_upgrades_with_503_before_any_websocket_state() {
-    let (mut core, io) = core_with(Config { echo: true, cores: 1, max_connections: 1, ..Config::default() });
-    open_echo(&mut core, &io, 3);
-    let key = core.accept(4);
-    feed(&mut core, key, UPGRADE.as_bytes());
-    assert!(io.take_text(4).starts_with("HTTP/1.1 503 "));
-    let conn = core.conn(key).unwrap();
+    let mut core = core_with(Settings { max_connections: 1, ..settings() });
+    open_echo(&mut core);
+    let (key, sock) = core.accept_fake();
+    feed(&mut core, key, &sock, UPGRADE.as_bytes());
+    assert!(sock.take_text().starts_with("HTTP/1.1 503 "));
+    let conn = core.e.conn(key).unwrap();
     assert_eq!(conn.phase, Phase::Closing);
     assert!(!conn.has(flag::COUNTED));
-    assert_eq!(core.ws_count(), 1);
-    assert_eq!(core.stats.rejected_full, 1);
+    assert_eq!(core.e.ws_count(), 1);
+    assert_eq!(core.e.stats.rejected_full, 1);
 }
 
 #[test]
 fn handshake_timeout_kills_a_silent_or_trickling_client() {
-    let (mut core, _io) = core();
-    let key = core.accept(3);
+    let mut core = core();
+    let (key, sock) = core.accept_fake();
     for t in 1..10 {
-        feed(&mut core, key, b"G");
-        core.tick(t);
-        assert!(!matches!(view(&mut core, key), TaskView::Exit), "killed early at {t}");
+        feed(&mut core, key, &sock, b"G");
+        core.tick(t, 0);
+        assert_ne!(core.run_conn(key, &sock), State::Gone, "killed early at {t}");
     }
-    core.tick(10);
-    assert!(matches!(view(&mut core, key), TaskView::Exit));
-    assert_eq!(core.stats.handshake_timeouts, 1);
+    core.tick(10, 0);
+    assert_eq!(core.run_conn(key, &sock), State::Gone);
+    assert_eq!(core.e.stats.handshake_timeouts, 1);
 }
 
 #[test]
 fn heartbeat_pings_an_idle_peer_and_closes_it_without_reply() {
-    let cfg = Config { echo: true, cores: 1, activity_timeout: 5, pong_timeout: 3, ..Config::default() };
-    let (mut core, io) = core_with(cfg);
-    let key = open_echo(&mut core, &io, 3);
-    core.tick(4);
-    assert!(io.take(3).is_empty());
-    core.tick(5);
-    assert_eq!(io.take(3), vec![0x89, 0]);
-    core.tick(7);
-    assert!(matches!(view(&mut core, key), TaskView::Read));
-    core.tick(8);
-    let out = io.take(3);
+    let mut core = core_with(Settings { activity_timeout: 5, pong_timeout: 3, ..settings() });
+    let (key, sock) = open_echo(&mut core);
+    core.tick(4, 0);
+    assert!(sock.take().is_empty());
+    core.tick(5, 0);
+    assert_eq!(sock.take(), vec![0x89, 0]);
+    core.tick(7, 0);
+    assert_eq!(core.run_conn(key, &sock), State::Reading);
+    core.tick(8, 0);
+    let out = sock.take();
     assert_eq!(&out[..2], &[0x88, 2 + "no reply to ping".len() as u8]);
-    assert!(matches!(view(&mut core, key), TaskView::Linger { .. }));
-    assert_eq!(core.stats.ping_timeouts, 1);
+    assert_eq!(core.run_conn(key, &sock), State::Lingering);
+    assert_eq!(core.e.stats.ping_timeouts, 1);
 }
 
 #[test]
 fn heartbeat_keeps_a_peer_that_answers() {
-    let cfg = Config { echo: true, cores: 1, activity_timeout: 5, pong_timeout: 3, ..Config::default() };
-    let (mut core, io) = core_with(cfg);
-    let key = open_echo(&mut core, &io, 3);
+    let mut core = core_with(Settings { activity_timeout: 5, pong_timeout: 3, ..settings() });
+    let (key, sock) = open_echo(&mut core);
     for round in 0..3 {
         let base = round * 6;
-        core.tick(base + 5);
-        assert_eq!(io.take(3), vec![0x89, 0], "round {round}");
-        core.tick(base + 6);
-        feed(&mut core, key, &masked(10, b""));
+        core.tick(base + 5, 0);
+        assert_eq!(sock.take(), vec![0x89, 0], "round {round}");
+        core.tick(base + 6, 0);
+        feed(&mut core, key, &sock, &masked(10, b""));
     }
     // The last pong came at 18: the next ping is due at 23, not before.
-    core.tick(22);
-    assert!(io.take(3).is_empty());
-    assert!(matches!(view(&mut core, key), TaskView::Read));
+    core.tick(22, 0);
+    assert!(sock.take().is_empty());
+    assert_eq!(core.run_conn(key, &sock), State::Reading);
 }
 
 #[test]
 fn activity_postpones_the_heartbeat() {
-    let cfg = Config { echo: true, cores: 1, activity_timeout: 5, ..Config::default() };
-    let (mut core, io) = core_with(cfg);
-    let key = open_echo(&mut core, &io, 3);
+    let mut core = core_with(Settings { activity_timeout: 5, ..settings() });
+    let (key, sock) = open_echo(&mut core);
     for t in 1..20 {
-        core.tick(t);
-        feed(&mut core, key, &masked(10, b""));
+        core.tick(t, 0);
+        feed(&mut core, key, &sock, &masked(10, b""));
     }
-    assert!(io.take(3).is_empty(), "no ping while the peer is active");
+    assert!(sock.take().is_empty(), "no ping while the peer is active");
 }
 
 #[test]
 fn drain_sends_1001_and_refuses_upgrades_and_ready() {
-    let (mut core, io) = core();
-    let key = open_echo(&mut core, &io, 3);
-    let http = core.accept(4);
+    let mut core = core();
+    let (key, sock) = open_echo(&mut core);
+    let (http, http_sock) = core.accept_fake();
     core.start_drain();
-    let out = io.take(3);
+    let out = sock.take();
     assert_eq!(&out[..4], &[0x88, 2 + "server shutting down".len() as u8, 0x03, 0xe9]);
-    assert_eq!(core.conn(key).unwrap().phase, Phase::Closing);
-    feed(&mut core, http, b"GET /ready HTTP/1.1\r\n\r\n");
-    assert!(io.take_text(4).starts_with("HTTP/1.1 503 "));
-    let late = core.accept(5);
-    feed(&mut core, late, UPGRADE.as_bytes());
-    assert!(io.take_text(5).starts_with("HTTP/1.1 503 "));
+    assert_eq!(core.e.conn(key).unwrap().phase, Phase::Closing);
+    feed(&mut core, http, &http_sock, b"GET /ready HTTP/1.1\r\n\r\n");
+    assert!(http_sock.take_text().starts_with("HTTP/1.1 503 "));
+    let (late, late_sock) = core.accept_fake();
+    feed(&mut core, late, &late_sock, UPGRADE.as_bytes());
+    assert!(late_sock.take_text().starts_with("HTTP/1.1 503 "));
     // The peer answers our close: the socket closes.
-    feed(&mut core, key, &masked(8, &[0x03, 0xe9]));
-    assert!(matches!(view(&mut core, key), TaskView::Linger { .. }));
+    assert_eq!(feed(&mut core, key, &sock, &masked(8, &[0x03, 0xe9])), State::Lingering);
 }
 
 #[test]
 fn drain_gives_up_on_silent_peers_at_the_drain_timeout() {
-    let cfg = Config { echo: true, cores: 1, drain_timeout: 3, ..Config::default() };
-    let (mut core, io) = core_with(cfg);
-    let key = open_echo(&mut core, &io, 3);
+    let mut core = core_with(Settings { drain_timeout: 3, ..settings() });
+    let (key, sock) = open_echo(&mut core);
     core.start_drain();
-    core.tick(2);
-    assert!(!matches!(view(&mut core, key), TaskView::Exit));
-    core.tick(3);
-    assert!(matches!(view(&mut core, key), TaskView::Exit));
+    core.tick(2, 0);
+    assert_ne!(core.run_conn(key, &sock), State::Gone);
+    core.tick(3, 0);
+    assert_eq!(core.run_conn(key, &sock), State::Gone);
 }
 
 #[test]
 fn echo_stops_reading_when_its_peer_does_not_read() {
-    let cfg = Config { echo: true, cores: 1, max_outbound_bytes: 1000, ..Config::default() };
-    let (mut core, io) = core_with(cfg);
-    let key = open_echo(&mut core, &io, 3);
-    io.block(3);
-    for _ in 0..3 {
-        feed(&mut core, key, &masked(2, &[0; 400]));
-    }
-    assert!(matches!(view(&mut core, key), TaskView::Write(_)));
-    assert!(core.conn(key).unwrap().has(flag::READ_PAUSED));
-    // The task writes the queue out: reading resumes.
-    while let TaskView::Write(front) = view(&mut core, key) {
-        core.wrote(key, front.len());
-    }
-    assert!(!core.conn(key).unwrap().has(flag::READ_PAUSED));
+    let mut core = core_with(Settings { max_outbound_bytes: 1000, ..settings() });
+    let (key, sock) = open_echo(&mut core);
+    sock.set_room(Some(0));
+    let frames: Vec<u8> = (0..3).flat_map(|_| masked(2, &[0; 400])).collect();
+    let state = feed(&mut core, key, &sock, &frames);
+    assert_eq!(state, State::Blocked);
+    assert!(core.e.conn(key).unwrap().has(flag::READ_PAUSED));
+    feed(&mut core, key, &sock, &masked(2, &[0; 400]));
+    assert!(!sock.0.borrow().input.is_empty(), "input is left unread while paused");
+    // The peer reads again: the queue drains and reading resumes.
+    sock.set_room(None);
+    core.run_conn(key, &sock);
+    assert!(!core.e.conn(key).unwrap().has(flag::READ_PAUSED));
+    assert!(sock.0.borrow().input.is_empty());
+    assert_eq!(sock.take().len(), 4 * (400 + 4));
 }
 
 #[test]
 fn removal_frees_the_slot_and_the_count() {
-    let (mut core, io) = core();
-    let key = open_echo(&mut core, &io, 3);
-    assert_eq!(core.ws_count(), 1);
+    let mut core = core();
+    let (key, _sock) = open_echo(&mut core);
+    assert_eq!(core.e.ws_count(), 1);
     core.remove(key);
-    assert_eq!(core.ws_count(), 0);
-    assert!(core.conn(key).is_none());
+    assert_eq!(core.e.ws_count(), 0);
+    assert!(core.e.conn(key).is_none());
     // A new connection in the same slot is a different key.
-    let again = core.accept(3);
+    let (again, _) = core.accept_fake();
     assert_eq!(again.idx, key.idx);
     assert_ne!(again, key);
-    assert!(core.conn(key).is_none());
+    assert!(core.e.conn(key).is_none());
 }
 
 #[test]
 fn idle_websocket_has_no_heap_state() {
-    let (mut core, io) = core();
-    let key = open_echo(&mut core, &io, 3);
-    feed(&mut core, key, &masked(1, b"x"));
-    assert_eq!(core.conn(key).unwrap().heap_bytes(), 0);
+    let mut core = core();
+    let (key, sock) = open_echo(&mut core);
+    feed(&mut core, key, &sock, &masked(1, b"x"));
+    assert_eq!(core.e.conn(key).unwrap().heap_bytes(), 0);
 }
 
 #[test]
 fn regression_no_frame_follows_our_close_frame() {
-    let (mut core, io) = core();
-    let key = open_echo(&mut core, &io, 3);
-    core.close_ws(key, 1001, "bye");
-    let closing = io.take(3);
-    assert_eq!(closing[0], 0x88);
-    core.send(key, crate::protocol::frame::encode(crate::protocol::frame::Opcode::Text, b"late"));
-    assert!(io.take(3).is_empty(), "a data frame after the close frame");
+    let mut core = core();
+    let (key, sock) = open_echo(&mut core);
+    core.with_service(|_, e| e.close_ws(key, 1001, "bye"));
+    assert_eq!(sock.take()[0], 0x88);
+    let pushed = core.with_service(|_, e| {
+        e.send(key, text_frame(b"late"));
+        e.push(key.idx, &text_frame(b"later"))
+    });
+    assert!(!pushed);
+    core.run_conn(key, &sock);
+    assert!(sock.take().is_empty(), "a data frame after the close frame");
 }
 
 #[test]
 fn regression_cutting_a_slow_consumer_keeps_a_partly_written_frame() {
-    use super::conn::Endpoint;
-    let cfg = Config { echo: true, cores: 1, max_outbound_bytes: 100, ..Config::default() };
-    let (mut core, io) = core_with(cfg);
-    let key = open_echo(&mut core, &io, 3);
-    core.conn_mut(key).unwrap().endpoint = Endpoint::Pusher;
+    // The echo endpoint pauses; a service connection whose policy disconnects is cut.
+    let mut core = core_with(Settings { max_outbound_bytes: 100, ..settings() });
+    core.e.policy.slow_consumer = Some(Goodbye { notice: None, code: 4100, reason: "slow" });
+    let (key, sock) = open_echo(&mut core);
+    core.e.conns[key.idx as usize].kind = super::conn::Kind::Service;
     // The socket takes 5 bytes of the first frame, then nothing.
-    io.0.borrow_mut().room.insert(3, 5);
-    core.send(key, crate::protocol::frame::encode(crate::protocol::frame::Opcode::Text, &[b'a'; 60]));
-    core.send(key, crate::protocol::frame::encode(crate::protocol::frame::Opcode::Text, &[b'b'; 60]));
-    // Over budget: the unstarted frame is dropped, the started one is completed first.
-    let TaskView::Write(front) = view(&mut core, key) else { panic!("queued output") };
-    assert_eq!(front.len(), 62 - 5, "the rest of the partly written frame comes first");
-    assert_eq!(core.stats.slow_consumers, 1);
+    sock.set_room(Some(5));
+    core.with_service(|_, e| e.push(key.idx, &text_frame(&[b'a'; 60])));
+    core.run_conn(key, &sock);
+    core.with_service(|_, e| e.push(key.idx, &text_frame(&[b'b'; 60])));
+    assert_eq!(core.e.stats.slow_consumers, 1);
+    // Over budget: the unstarted frame is dropped; the started one is completed first, then the
+    // close frame.
+    sock.set_room(None);
+    core.run_conn(key, &sock);
+    let out = sock.take();
+    assert_eq!(out.len(), 62 + 2 + 2 + 4, "{out:?}");
+    assert!(out[..62].iter().skip(2).all(|&b| b == b'a'));
+    assert_eq!(&out[62..64], &[0x88, 6]);
 }
 
 #[test]
 fn expect_100_continue_is_answered_before_the_body() {
-    let (mut core, io) = core();
-    let key = core.accept(3);
-    feed(&mut core, key, b"POST /ready HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
-    assert_eq!(io.take_text(3), "HTTP/1.1 100 Continue\r\n\r\n");
-    feed(&mut core, key, b"{}   ");
-    let out = io.take_text(3);
+    let mut core = core();
+    let (key, sock) = core.accept_fake();
+    feed(&mut core, key, &sock, b"POST /ready HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(sock.take_text(), "HTTP/1.1 100 Continue\r\n\r\n");
+    feed(&mut core, key, &sock, b"{}   ");
+    let out = sock.take_text();
     assert!(out.starts_with("HTTP/1.1 405 "), "the request is then handled: {out}");
     assert!(!out.contains("100 Continue"));
 }
 
 #[test]
 fn with_echo_an_upgrade_on_root_is_the_echo_endpoint_and_plain_get_stays_200() {
-    let (mut core, io) = core();
-    let key = core.accept(3);
-    feed(&mut core, key, UPGRADE.replace("GET /echo", "GET /").as_bytes());
-    assert!(io.take_text(3).starts_with("HTTP/1.1 101 "));
-    let key = core.accept(4);
-    feed(&mut core, key, b"GET / HTTP/1.1\r\n\r\n");
-    assert!(io.take_text(4).starts_with("HTTP/1.1 200 OK"));
+    let mut core = core();
+    let (key, sock) = core.accept_fake();
+    feed(&mut core, key, &sock, UPGRADE.replace("GET /echo", "GET /").as_bytes());
+    assert!(sock.take_text().starts_with("HTTP/1.1 101 "));
+    let (key, sock) = core.accept_fake();
+    feed(&mut core, key, &sock, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(sock.take_text().starts_with("HTTP/1.1 200 OK"));
+}
+
+#[test]
+fn fan_out_in_one_turn_is_one_send_per_connection_in_order() {
+    let mut core = core();
+    let conns: Vec<(ConnKey, FakeSocket)> = (0..3).map(|_| open_echo(&mut core)).collect();
+    let before: Vec<u64> = conns.iter().map(|(_, s)| s.0.borrow().sends).collect();
+    for i in 0..5u8 {
+        for (key, _) in &conns {
+            assert!(core.e.push(key.idx, &text_frame(&[b'0' + i])));
+        }
+    }
+    // Nothing is written until the flusher runs.
+    assert!(conns.iter().all(|(_, s)| s.0.borrow().output.is_empty()));
+    while core.flush(usize::MAX) {}
+    for ((_, sock), before) in conns.iter().zip(before) {
+        assert_eq!(sock.0.borrow().sends - before, 1, "one send per connection");
+        let out = sock.take();
+        let payloads: Vec<u8> = out.chunks(3).map(|f| f[2]).collect();
+        assert_eq!(payloads, b"01234", "in order");
+    }
+    assert_eq!(core.e.stats.frames_out, 3 + 15, "the 101s and the frames");
+}
+
+#[test]
+fn a_direct_reply_goes_after_frames_already_due_and_in_the_same_send() {
+    let mut core = core();
+    let (key, sock) = open_echo(&mut core);
+    core.e.push(key.idx, &text_frame(b"a"));
+    core.e.push(key.idx, &text_frame(b"b"));
+    let sends = sock.0.borrow().sends;
+    // The peer pings: the pong is a direct reply, written before the entry point returns.
+    feed(&mut core, key, &sock, &masked(9, b"p"));
+    assert_eq!(sock.0.borrow().sends - sends, 1);
+    assert_eq!(sock.take(), [&[0x81, 1, b'a'][..], &[0x81, 1, b'b'], &[0x8a, 1, b'p']].concat());
+}
+
+#[test]
+fn a_partly_written_batch_is_completed_before_anything_else() {
+    let mut core = core();
+    let (key, sock) = open_echo(&mut core);
+    sock.set_room(Some(4));
+    core.e.push(key.idx, &text_frame(b"abc"));
+    core.e.push(key.idx, &text_frame(b"def"));
+    assert_eq!(core.run_conn(key, &sock), State::Blocked);
+    assert_eq!(sock.take(), [0x81, 3, b'a', b'b']);
+    // Later frames and replies queue behind the rest.
+    core.e.push(key.idx, &text_frame(b"ghi"));
+    core.e.send(key, text_frame(b"jkl"));
+    sock.set_room(None);
+    core.run_conn(key, &sock);
+    let want = [
+        &[b'c'][..],
+        &[0x81, 3, b'd', b'e', b'f'],
+        &[0x81, 3, b'g', b'h', b'i'],
+        &[0x81, 3, b'j', b'k', b'l'],
+    ]
+    .concat();
+    assert_eq!(sock.take(), want);
+    assert_eq!(core.e.queued_bytes(), 0);
+}
+
+#[test]
+fn idle_connections_keep_no_write_state_after_a_flush() {
+    let mut core = core();
+    let (key, sock) = open_echo(&mut core);
+    core.e.push(key.idx, &text_frame(b"x"));
+    core.run_conn(key, &sock);
+    let conn = core.e.conn(key).unwrap();
+    assert!(conn.out.is_none() && !conn.has(flag::DIRTY) && !conn.has(flag::BLOCKED));
+    assert_eq!(core.e.dirty_count(), 0);
 }

@@ -5,50 +5,48 @@
 //!   becomes the pong deadline.
 //! - Closing: `last_seen` (when closing began) + close timeout (drain timeout while draining).
 
-use super::Core;
 use super::conn::{ConnKey, Phase, flag};
+use super::engine::Engine;
+use super::service::Service;
 use super::wheel::Entry;
 
-impl Core {
-    /// Sets the wall clock (Unix seconds), used to check HTTP API timestamps.
-    pub fn set_unix_time(&mut self, unix: i64) {
-        self.unix_now = unix;
-    }
-
-    /// Advances the clock to `now` (seconds) and handles every deadline that passed.
-    pub fn tick(&mut self, now: u32) {
-        if now <= self.now {
-            return;
+impl<S: Service> Engine<S> {
+    /// Advances the clock by one second and handles every deadline of that second. False when
+    /// the clock is already at `until`.
+    pub(crate) fn tick_one(&mut self, until: u32) -> bool {
+        if self.now >= until {
+            return false;
         }
         // Second by second, so that a deadline re-filed while handling one second can still
         // fall due within this tick.
         let mut due = std::mem::take(&mut self.due);
-        while self.now < now {
-            self.now += 1;
-            self.wheel.advance(self.now, &mut due);
-            for entry in due.drain(..) {
-                self.on_timer(entry);
-            }
+        self.now += 1;
+        self.wheel.advance(self.now, &mut due);
+        for entry in due.drain(..) {
+            self.on_timer(entry);
         }
         self.due = due;
+        true
     }
 
     /// The second at which `key`'s current deadline falls.
     fn deadline(&self, key: ConnKey) -> Option<u32> {
         let conn = self.conn(key)?;
-        let s = &self.settings;
+        let s = self.settings();
         Some(match conn.phase {
-            Phase::Http => conn.last_seen + s.handshake_timeout,
+            Phase::Http => conn.last_seen.saturating_add(s.handshake_timeout),
             Phase::Open if conn.has(flag::PING_SENT) => conn.timer_at,
-            Phase::Open => conn.last_seen + s.activity_timeout,
-            Phase::Closing => {
-                conn.last_seen + if self.draining { s.drain_timeout.max(1) } else { s.close_timeout }
-            }
+            Phase::Open => conn.last_seen.saturating_add(s.activity_timeout),
+            Phase::Closing => conn.last_seen.saturating_add(if self.draining {
+                s.drain_timeout.max(1)
+            } else {
+                s.close_timeout
+            }),
         })
     }
 
     /// Files the connection's deadline in the wheel.
-    pub(super) fn arm(&mut self, key: ConnKey) {
+    pub(crate) fn arm(&mut self, key: ConnKey) {
         let Some(at) = self.deadline(key) else { return };
         let filed = self.wheel.schedule(Entry { idx: key.idx, generation: key.generation, at });
         if let Some(conn) = self.conn_mut(key) {
@@ -58,7 +56,7 @@ impl Core {
 
     /// Files the deadline again if it is now earlier than the one filed (later ones are found
     /// lazily when the filed one fires).
-    pub(super) fn rearm_if_sooner(&mut self, key: ConnKey) {
+    pub(crate) fn rearm_if_sooner(&mut self, key: ConnKey) {
         let (Some(at), Some(conn)) = (self.deadline(key), self.conn(key)) else { return };
         if at < conn.timer_at {
             self.arm(key);
@@ -74,7 +72,7 @@ impl Core {
         let (phase, ping_sent, last_seen) = (conn.phase, conn.has(flag::PING_SENT), conn.last_seen);
         let now = self.now;
         if phase == Phase::Open && ping_sent {
-            let ping_at = entry.at - self.settings.pong_timeout;
+            let ping_at = entry.at.saturating_sub(self.settings().pong_timeout);
             if last_seen >= ping_at {
                 // The peer spoke after our ping: alive.
                 if let Some(conn) = self.conn_mut(key) {
@@ -99,7 +97,7 @@ impl Core {
             }
             Phase::Open => {
                 self.send_heartbeat_ping(key);
-                let pong_deadline = now + self.settings.pong_timeout;
+                let pong_deadline = now.saturating_add(self.settings().pong_timeout);
                 let filed = self.wheel.schedule(Entry {
                     idx: key.idx,
                     generation: key.generation,

@@ -8,13 +8,13 @@
 
 /// One filed timer: which connection, and for which second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub idx: u32,
-    pub generation: u32,
-    pub at: u32,
+pub(crate) struct Entry {
+    pub(crate) idx: u32,
+    pub(crate) generation: u32,
+    pub(crate) at: u32,
 }
 
-pub struct Wheel {
+pub(crate) struct Wheel {
     slots: Vec<Vec<Entry>>,
     /// The last second whose slot was emptied.
     now: u32,
@@ -23,14 +23,14 @@ pub struct Wheel {
 impl Wheel {
     /// A wheel with `slots` one-second slots (a power of two); deadlines further away than that
     /// wrap round and are re-filed when their slot comes up early.
-    pub fn new(slots: usize, now: u32) -> Wheel {
+    pub(crate) fn new(slots: usize, now: u32) -> Wheel {
         assert!(slots.is_power_of_two());
         Wheel { slots: (0..slots).map(|_| Vec::new()).collect(), now }
     }
 
     /// Files a timer for second `entry.at`; a deadline already past fires on the next advance.
     /// Returns the second it was filed for (what the owner must remember to recognise it).
-    pub fn schedule(&mut self, entry: Entry) -> u32 {
+    pub(crate) fn schedule(&mut self, entry: Entry) -> u32 {
         let at = entry.at.max(self.now + 1);
         let mask = self.slots.len() - 1;
         self.slots[at as usize & mask].push(Entry { at, ..entry });
@@ -39,7 +39,7 @@ impl Wheel {
 
     /// Empties every slot up to and including second `now`, appending entries whose second has
     /// come to `due` and re-filing the ones that wrapped round.
-    pub fn advance(&mut self, now: u32, due: &mut Vec<Entry>) {
+    pub(crate) fn advance(&mut self, now: u32, due: &mut Vec<Entry>) {
         let mask = self.slots.len() - 1;
         while self.now < now {
             self.now += 1;
@@ -58,17 +58,9 @@ impl Wheel {
         }
     }
 
-    pub fn now(&self) -> u32 {
-        self.now
-    }
-
     /// Entries filed (including stale ones), for memory accounting.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slots.iter().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -122,6 +114,6 @@ mod tests {
         w.advance(100, &mut due);
         let order: Vec<u32> = due.iter().map(|d| d.idx).collect();
         assert_eq!(order, (1..=10).collect::<Vec<_>>());
-        assert!(w.is_empty());
+        assert_eq!(w.len(), 0);
     }
 }

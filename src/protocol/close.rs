@@ -12,6 +12,7 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The close code RFC 6455 prescribes for this failure.
     pub fn close_code(self) -> u16 {
         match self {
             Failure::Protocol(_) => code::PROTOCOL_ERROR,
@@ -20,6 +21,7 @@ impl Failure {
         }
     }
 
+    /// The close reason sent with the code.
     pub fn reason(self) -> &'static str {
         match self {
             Failure::Protocol(why) => why,
@@ -29,11 +31,17 @@ impl Failure {
     }
 }
 
+/// Close codes (RFC 6455 §7.4.1).
 pub mod code {
+    /// Normal closure.
     pub const NORMAL: u16 = 1000;
+    /// The endpoint is going away.
     pub const GOING_AWAY: u16 = 1001;
+    /// A protocol error.
     pub const PROTOCOL_ERROR: u16 = 1002;
+    /// Data inconsistent with the message type (bad UTF-8).
     pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A message too big to process.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
 }
 

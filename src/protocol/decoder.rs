@@ -33,9 +33,13 @@ impl Default for Limits {
 /// What the peer said. Text payloads have been validated as UTF-8.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
+    /// A complete text message (valid UTF-8).
     Text(&'a [u8]),
+    /// A complete binary message.
     Binary(&'a [u8]),
+    /// A ping with its payload.
     Ping(&'a [u8]),
+    /// A pong with its payload.
     Pong(&'a [u8]),
     /// The peer's close frame, with its code if it sent one. Input after it is ignored.
     Close(Option<u16>),

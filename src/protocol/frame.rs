@@ -10,11 +10,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Opcode {
+    /// A continuation frame.
     Continuation = 0x0,
+    /// A text frame.
     Text = 0x1,
+    /// A binary frame.
     Binary = 0x2,
+    /// A close frame.
     Close = 0x8,
+    /// A ping.
     Ping = 0x9,
+    /// A pong.
     Pong = 0xA,
 }
 

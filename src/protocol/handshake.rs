@@ -18,6 +18,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The HTTP response that refuses the upgrade.
     pub fn response(&self) -> Bytes {
         match self {
             Refusal::NotAnUpgrade => http::text(
@@ -36,6 +37,7 @@ impl Refusal {
         }
     }
 
+    /// The response's status.
     pub fn status(&self) -> u16 {
         match self {
             Refusal::NotAnUpgrade | Refusal::UnsupportedVersion => 426,

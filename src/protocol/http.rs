@@ -11,11 +11,13 @@ pub const MAX_HEADERS: usize = 64;
 /// A parsed request head. Borrowed from the read buffer; copy out what must outlive it.
 #[derive(Debug)]
 pub struct Request<'a> {
+    /// The method (GET, POST, ...).
     pub method: &'a str,
     /// The request target as sent: path and query.
     pub target: &'a str,
     /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
+    /// Header names and values, in order.
     pub headers: Vec<(&'a str, &'a [u8])>,
     /// Length of the head in bytes, including the final CRLF CRLF.
     pub head_len: usize,
@@ -27,6 +29,7 @@ impl<'a> Request<'a> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
 
+    /// A header's value as trimmed UTF-8.
     pub fn header_str(&self, name: &str) -> Option<&'a str> {
         self.header(name).and_then(|v| std::str::from_utf8(v).ok()).map(str::trim)
     }
@@ -41,10 +44,12 @@ impl<'a> Request<'a> {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 
+    /// The target's path (before `?`).
     pub fn path(&self) -> &'a str {
         self.target.split_once('?').map_or(self.target, |(p, _)| p)
     }
 
+    /// The target's query string (after `?`; empty if none).
     pub fn query(&self) -> &'a str {
         self.target.split_once('?').map_or("", |(_, q)| q)
     }
@@ -89,6 +94,7 @@ pub enum HeadError {
 }
 
 impl HeadError {
+    /// The status to answer with.
     pub fn status(self) -> u16 {
         match self {
             HeadError::Malformed => 400,
@@ -124,6 +130,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, HeadError> {
     }
 }
 
+/// The reason phrase of a status code.
 pub fn reason(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",

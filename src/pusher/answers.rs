@@ -1,37 +1,41 @@
-//! Answering and merging cross-core questions, and completing the HTTP requests that wait for
-//! them (see `query`).
+//! Asking every core (and node) a question, answering other cores' questions, and completing
+//! the HTTP requests that wait for the answers (see `query`). Every question has a deadline: a
+//! request whose answers do not all arrive in time gets 503, and nothing waits forever.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use super::apps::AppIdx;
+use super::conn_state::PusherConn;
 use super::names::{self, Kind};
-use super::owner_of;
 use super::peer::PeerMsg;
 use super::query::{
     self, Answer, ChannelQuery, CoreReport, Filter, Pending, Question, Reply, Row, Rows, Target,
 };
-use crate::core::Core;
+use super::socket_id::NodeId;
+use super::wire::ClusterOut;
+use super::{Net, Pusher, QUESTION_TIMEOUT, owner_of};
 use crate::core::conn::ConnKey;
-use crate::core::http_phase::Outcome;
+use crate::core::io::CoreId;
+use crate::core::service::Outcome;
+use crate::protocol::http;
 
-impl Core {
+impl Pusher {
     /// Asks every core `question` for the HTTP request on `conn` (and, in a cluster, every node
     /// for channel questions). Responds at once when nobody else needs asking; otherwise the
     /// request waits (`Outcome::Deferred`).
     pub(crate) fn ask_all(
         &mut self,
+        e: &mut Net,
         conn: ConnKey,
         keep_alive: bool,
         question: Question,
         reply: Reply,
-    ) -> Outcome {
-        match self.start_query(Target::Http { conn, keep_alive, reply }, question) {
-            None => {
-                self.pusher.waiting_conns.insert(conn.idx);
-                Outcome::Deferred
-            }
+    ) -> Outcome<PusherConn> {
+        match self.start_query(e, Target::Http { conn, keep_alive, reply }, question) {
+            None => Outcome::Deferred,
             Some(Pending { target: Target::Http { reply, .. }, rows, reports, .. }) => {
                 Outcome::Respond(self.http_response(&reply, &rows, &reports, keep_alive), keep_alive)
             }
@@ -40,46 +44,47 @@ impl Core {
     }
 
     /// Asks the cores (and maybe the cluster); returns the query when it is already complete.
-    fn start_query(&mut self, target: Target, question: Question) -> Option<Pending> {
-        let id = self.pusher.next_query;
-        self.pusher.next_query += 1;
+    fn start_query(&mut self, e: &mut Net, target: Target, question: Question) -> Option<Pending> {
+        let id = self.queries.next;
+        self.queries.next += 1;
         let channel_question = match &question {
             Question::Channels(q) => Some(Arc::clone(q)),
             Question::Report => None,
         };
         let mut pending = Pending {
             target,
-            waiting: 0,
+            waiting: Vec::new(),
             rows: Rows::default(),
             reports: Vec::new(),
             question: channel_question,
             in_cluster: false,
+            deadline: e.now().saturating_add(QUESTION_TIMEOUT),
         };
-        let me = self.shard;
-        for peer in (0..self.settings.shards).filter(|&p| p != me) {
-            self.send_to_peer(peer, PeerMsg::Ask { id, from: me, question: question.clone() });
-            pending.waiting += 1;
+        let me = e.shard();
+        for peer in e.peers() {
+            e.send_to_peer(peer, PeerMsg::Ask { id, from: me, question: question.clone() });
+            pending.waiting.push(peer);
         }
-        let local = self.answer(&question);
+        let local = self.answer(e, &question);
         absorb(&mut pending, local);
-        if pending.waiting == 0 && !self.ask_cluster(id, &mut pending) {
+        if pending.waiting.is_empty() && !self.ask_cluster(e, id, &mut pending) {
             return Some(pending);
         }
-        self.pusher.pending.insert(id, pending);
+        self.queries.pending.insert(id, pending);
         None
     }
 
     /// Once the cores answered a channel question from an HTTP request: in a cluster, ask the
     /// other nodes (through the bridge). True when the query now waits for the cluster.
-    fn ask_cluster(&mut self, id: u64, pending: &mut Pending) -> bool {
+    fn ask_cluster(&mut self, e: &Net, id: u64, pending: &mut Pending) -> bool {
         let (Some(q), Target::Http { .. }) = (&pending.question, &pending.target) else { return false };
         if pending.in_cluster || self.cluster.is_none() {
             return false;
         }
-        let msg = crate::cluster::ClusterOut::Ask {
-            shard: self.shard,
+        let msg = ClusterOut::Ask {
+            shard: e.shard(),
             id,
-            app: q.app as u16,
+            app: q.app,
             filter: q.filter.clone(),
             members: q.members,
             rows: std::mem::take(&mut pending.rows),
@@ -87,10 +92,9 @@ impl Core {
         match self.cluster_send(msg) {
             Ok(()) => {
                 pending.in_cluster = true;
-                pending.waiting = 1;
                 true
             }
-            Err(crate::cluster::ClusterOut::Ask { rows, .. }) => {
+            Err(ClusterOut::Ask { rows, .. }) => {
                 pending.rows = rows;
                 false
             }
@@ -99,37 +103,47 @@ impl Core {
     }
 
     /// The cluster's rows for query `id` (they include this node's).
-    pub(crate) fn cluster_answered(&mut self, id: u64, rows: Rows) {
-        let Some(mut pending) = self.pusher.pending.remove(&id) else { return };
+    pub(crate) fn cluster_answered(&mut self, e: &mut Net, id: u64, rows: Rows) {
+        let Some(mut pending) = self.queries.pending.remove(&id) else { return };
         pending.rows = rows;
-        self.complete(pending);
+        self.complete(e, pending);
     }
 
     /// Another node asks this node (on core 0) about its channels.
-    pub(crate) fn answer_node(&mut self, node: u32, id: u64, app: u16, filter: Filter, members: bool) {
-        let q = Arc::new(ChannelQuery { app: app as u32, filter, members });
-        if let Some(pending) = self.start_query(Target::Node { node, id }, Question::Channels(q)) {
-            self.complete(pending);
+    pub(crate) fn answer_node(
+        &mut self,
+        e: &mut Net,
+        node: NodeId,
+        id: u64,
+        app: AppIdx,
+        filter: Filter,
+        members: bool,
+    ) {
+        let q = Arc::new(ChannelQuery { app, filter, members });
+        if let Some(pending) = self.start_query(e, Target::Node { node, id }, Question::Channels(q)) {
+            self.complete(e, pending);
         }
     }
 
-    fn reply_node(&mut self, node: u32, id: u64, rows: Rows) {
-        let _ = self.cluster_send(crate::cluster::ClusterOut::Answer { to_node: node, id, rows });
+    fn reply_node(&mut self, node: NodeId, id: u64, rows: Rows) {
+        if self.cluster_send(ClusterOut::Answer { to_node: node, id, rows }).is_err() {
+            self.stats.cluster_dropped += 1;
+        }
     }
 
     /// This core's answer.
-    pub(crate) fn answer(&self, question: &Question) -> Answer {
+    pub(crate) fn answer(&self, e: &Net, question: &Question) -> Answer {
         match question {
-            Question::Channels(q) => Answer::Channels(self.channel_rows(q)),
-            Question::Report => Answer::Report(Box::new(self.report())),
+            Question::Channels(q) => Answer::Channels(self.channel_rows(e, q)),
+            Question::Report => Answer::Report(Box::new(self.report(e))),
         }
     }
 
-    fn channel_rows(&self, q: &ChannelQuery) -> Rows {
+    fn channel_rows(&self, e: &Net, q: &ChannelQuery) -> Rows {
         let mut rows = Rows::default();
-        let owned = |name: &str| owner_of(q.app, name, self.settings.shards) == self.shard;
+        let owned = |name: &str| owner_of(q.app, name, e.settings().cores) == e.shard();
         let presence_row = |row: &mut Row, name: &str| {
-            let members = self.pusher.presence.channel(q.app, name);
+            let members = self.presence.channel(q.app, name);
             row.users = Some(members.map_or(0, |c| c.members.len() as u64));
             if q.members {
                 row.members = Some(members.map_or_else(Vec::new, |c| c.members.keys().cloned().collect()));
@@ -137,7 +151,7 @@ impl Core {
         };
         match &q.filter {
             Filter::Prefix(prefix) => {
-                for (_, ch) in self.pusher.channels.iter() {
+                for (_, ch) in self.channels.iter() {
                     if ch.app == q.app
                         && ch.name.starts_with(&**prefix)
                         && !ch.subscribers.is_empty()
@@ -146,7 +160,7 @@ impl Core {
                         rows.entry(ch.name.clone()).or_default().subscriptions = ch.subscribers.len() as u64;
                     }
                 }
-                for (name, _) in self.pusher.presence.channels_of(q.app) {
+                for (name, _) in self.presence.channels_of(q.app) {
                     if name.starts_with(&**prefix) {
                         presence_row(rows.entry(name.into()).or_default(), name);
                     }
@@ -155,9 +169,8 @@ impl Core {
             Filter::Names(list) => {
                 for name in list {
                     let mut row = Row::default();
-                    if let Some(id) = self.pusher.channels.lookup(q.app, name) {
-                        row.subscriptions =
-                            self.pusher.channels.get(id).map_or(0, |c| c.subscribers.len() as u64);
+                    if let Some(id) = self.channels.lookup(q.app, name) {
+                        row.subscriptions = self.channels.get(id).map_or(0, |c| c.subscribers.len() as u64);
                     }
                     if names::classify(name).kind == Kind::Presence && owned(name) {
                         presence_row(&mut row, name);
@@ -169,53 +182,83 @@ impl Core {
         rows
     }
 
-    fn report(&self) -> CoreReport {
+    fn report(&self, e: &Net) -> CoreReport {
         CoreReport {
-            shard: self.shard,
-            stats: self.stats.clone(),
-            connections: self.conn_count() as u64,
-            websockets: self.ws_count() as u64,
-            channels: self.pusher.channels.len() as u64,
-            presence_members: self.pusher.presence.member_count() as u64,
-            ring_depth: self.outbox.iter().map(|q| q.len() as u64).sum(),
-            app_connections: self.pusher.connections.clone(),
+            shard: e.shard().0,
+            engine: e.stats.clone(),
+            pusher: self.stats.clone(),
+            connections: e.conn_count() as u64,
+            websockets: e.ws_count() as u64,
+            channels: self.channels.len() as u64,
+            presence_members: self.presence.member_count() as u64,
+            ring_depth: e.outbox_len() as u64,
+            queued_bytes: e.queued_bytes() as u64,
+            dirty: e.dirty_count() as u64,
+            conn_state_bytes: e.accounted_bytes() as u64,
+            app_connections: self.connections.clone(),
         }
     }
 
     /// Another core's answer to one of our questions.
-    pub(crate) fn on_answer(&mut self, id: u64, answer: Answer) {
-        let Some(pending) = self.pusher.pending.get_mut(&id) else { return };
+    pub(crate) fn on_answer(&mut self, e: &mut Net, id: u64, from: CoreId, answer: Answer) {
+        let Some(pending) = self.queries.pending.get_mut(&id) else { return };
+        let Some(pos) = pending.waiting.iter().position(|&c| c == from) else { return };
+        pending.waiting.swap_remove(pos);
         absorb(pending, answer);
-        pending.waiting -= 1;
-        if pending.waiting > 0 {
+        if !pending.waiting.is_empty() {
             return;
         }
-        let mut pending = self.pusher.pending.remove(&id).expect("present");
-        if self.ask_cluster(id, &mut pending) {
-            self.pusher.pending.insert(id, pending);
+        let mut pending = self.queries.pending.remove(&id).expect("present");
+        if self.ask_cluster(e, id, &mut pending) {
+            self.queries.pending.insert(id, pending);
         } else {
-            self.complete(pending);
+            self.complete(e, pending);
         }
     }
 
     /// Every answer is in: respond to the waiting request, or send the rows to the asking node.
-    fn complete(&mut self, pending: Pending) {
+    fn complete(&mut self, e: &mut Net, pending: Pending) {
         match pending.target {
             Target::Node { node, id } => self.reply_node(node, id, pending.rows),
             Target::Http { conn, keep_alive, reply } => {
-                self.pusher.waiting_conns.remove(&conn.idx);
-                if self.conn(conn).is_none() {
-                    return;
-                }
                 let resp = self.http_response(&reply, &pending.rows, &pending.reports, keep_alive);
-                self.finish_deferred(conn, resp, keep_alive);
+                // A connection that went meanwhile is not answered (the key is generation-checked).
+                e.finish_deferred(conn, resp, keep_alive);
             }
         }
     }
 
+    /// Second by second: questions past their deadline are answered without the missing
+    /// answers (503 for an HTTP request, the rows so far for another node), and presence joins
+    /// the cluster did not answer are decided on this node.
+    pub(crate) fn expire_questions(&mut self, e: &mut Net) {
+        let now = e.now();
+        let late: Vec<u64> =
+            self.queries.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(&id, _)| id).collect();
+        for id in late {
+            let Some(p) = self.queries.pending.remove(&id) else { continue };
+            self.stats.questions_expired += 1;
+            match p.target {
+                Target::Node { node, id } => self.reply_node(node, id, p.rows),
+                Target::Http { conn, keep_alive, .. } => {
+                    let who = if p.in_cluster {
+                        "the other nodes".to_string()
+                    } else {
+                        let cores: Vec<String> = p.waiting.iter().map(|c| c.to_string()).collect();
+                        format!("core {}", cores.join(", "))
+                    };
+                    let msg = format!("No answer from {who} within {QUESTION_TIMEOUT} s: retry");
+                    let resp = http::text(503, &msg, &[("Retry-After", "1")], keep_alive);
+                    e.finish_deferred(conn, resp, keep_alive);
+                }
+            }
+        }
+        self.expire_joins(e);
+    }
+
     fn http_response(&self, reply: &Reply, rows: &Rows, reports: &[CoreReport], keep_alive: bool) -> Bytes {
         let (body, content_type) = self.render(reply, rows, reports);
-        crate::protocol::http::response(200, &[], content_type, body.as_bytes(), keep_alive)
+        http::response(200, &[], content_type, body.as_bytes(), keep_alive)
     }
 
     /// The response body of a completed request, and its content type.
@@ -277,7 +320,7 @@ impl Core {
             Reply::BatchInfo { events } => {
                 let batch: Vec<Value> = events
                     .iter()
-                    .map(|e| match e {
+                    .map(|ev| match ev {
                         Some((name, users, subs)) => count(name, rows.get(name), *users, *subs),
                         None => json!({}),
                     })
@@ -285,15 +328,15 @@ impl Core {
                 json!({ "batch": batch })
             }
             Reply::Metrics => {
-                return (
-                    crate::metrics::render(reports, &self.settings.apps, crate::metrics::process_rss()),
-                    crate::metrics::CONTENT_TYPE,
-                );
+                return ((self.render_metrics)(reports, self.apps.all()), METRICS_CONTENT_TYPE);
             }
         };
         (body.to_string(), "application/json")
     }
 }
+
+/// The content type of `/metrics` (OpenMetrics text).
+pub(crate) const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 fn absorb(pending: &mut Pending, answer: Answer) {
     match answer {

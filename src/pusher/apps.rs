@@ -2,15 +2,71 @@
 //! Without any, one development app runs: id `1`, key `app-key`, secret `app-secret`, client
 //! events and user authentication on (what soketi and the Pusher tutorials assume).
 
+use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
+/// An app's index in the configured list (what connections, queries and rings carry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct AppIdx(pub(crate) u16);
+
+impl AppIdx {
+    /// The index in per-app tables.
+    pub(crate) fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// The configured apps, looked up by key (WebSocket paths) and id (HTTP API paths).
+pub(crate) struct Apps {
+    list: Vec<App>,
+    by_key: HashMap<String, AppIdx, FxBuildHasher>,
+    by_id: HashMap<String, AppIdx, FxBuildHasher>,
+}
+
+impl Apps {
+    pub(crate) fn new(list: Vec<App>) -> Apps {
+        assert!(list.len() <= usize::from(u16::MAX), "at most 65535 apps");
+        let idx = |i: usize| AppIdx(u16::try_from(i).expect("checked above"));
+        let by_key = list.iter().enumerate().map(|(i, a)| (a.key.clone(), idx(i))).collect();
+        let by_id = list.iter().enumerate().map(|(i, a)| (a.id.clone(), idx(i))).collect();
+        Apps { list, by_key, by_id }
+    }
+
+    pub(crate) fn get(&self, app: AppIdx) -> &App {
+        &self.list[app.index()]
+    }
+
+    pub(crate) fn by_key(&self, key: &str) -> Option<AppIdx> {
+        self.by_key.get(key).copied()
+    }
+
+    pub(crate) fn by_id(&self, id: &str) -> Option<AppIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    pub(crate) fn all(&self) -> &[App] {
+        &self.list
+    }
+
+    /// Every app's index.
+    pub(crate) fn indexes(&self) -> impl Iterator<Item = AppIdx> + use<> {
+        (0..self.list.len()).map(|i| AppIdx(u16::try_from(i).expect("checked in new")))
+    }
+}
+
+/// One app: its credentials, feature switches and limits.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct App {
     /// Numeric by convention: the official Python SDK rejects non-numeric app ids.
     pub id: String,
+    /// The public key clients connect with (`/app/{key}`).
     pub key: String,
+    /// Signs channel auth, sign-in, HTTP API requests and webhooks.
     pub secret: String,
+    /// A disabled app refuses connections (4003) and API requests (403).
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Relay `client-*` events on private and presence channels.
@@ -25,8 +81,10 @@ pub struct App {
     /// Most connections of this app across all cores; 0: unlimited (4004 when over).
     #[serde(default)]
     pub max_connections: u64,
+    /// Channels one connection may subscribe to.
     #[serde(default = "default_max_channels_per_connection")]
     pub max_channels_per_connection: usize,
+    /// Distinct users in one presence channel.
     #[serde(default = "default_max_presence_members")]
     pub max_presence_members: usize,
     /// Largest `user_info` of a presence member, in bytes.
@@ -35,6 +93,7 @@ pub struct App {
     /// Largest event `data`, in bytes (HTTP API → 413; client events → pusher:error).
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: usize,
+    /// Longest channel name.
     #[serde(default = "default_max_channel_name_length")]
     pub max_channel_name_length: usize,
     /// Client events each connection may send per second.
@@ -93,6 +152,7 @@ impl App {
         }
     }
 
+    /// Checks the app's settings; the error says which and why.
     pub fn validate(&self) -> Result<(), String> {
         if self.id.is_empty() || self.id.contains('/') {
             return Err(format!("app id {:?} must be non-empty and contain no '/'", self.id));

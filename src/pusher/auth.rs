@@ -55,16 +55,32 @@ fn expected_auth_matches(key: &str, sig: &str, auth: &str) -> bool {
 /// Why a signed HTTP API request was refused (all 401 except `Malformed`: 400).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestAuthError {
+    /// A required query parameter is absent.
     Missing(&'static str),
+    /// `auth_key` is not this app's key.
     WrongKey,
+    /// `auth_version` is not 1.0.
     UnsupportedVersion,
-    Stale { timestamp: i64, now: i64 },
+    /// `auth_timestamp` is not within `MAX_CLOCK_SKEW` of the server's clock.
+    Stale {
+        /// The request's timestamp.
+        timestamp: i64,
+        /// The server's clock.
+        now: i64,
+    },
+    /// `body_md5` does not match the body.
     BodyMd5,
-    Signature { string_to_sign: String },
+    /// The signature does not match.
+    Signature {
+        /// What the client should have signed.
+        string_to_sign: String,
+    },
+    /// The query string is malformed.
     Malformed(String),
 }
 
 impl RequestAuthError {
+    /// The HTTP status to answer with.
     pub fn status(&self) -> u16 {
         match self {
             RequestAuthError::Malformed(_) => 400,

@@ -5,27 +5,35 @@
 
 use serde_json::json;
 
+use super::apps::AppIdx;
 use super::names::{self, Kind};
-use super::owner_of;
 use super::peer::PeerMsg;
-use crate::core::Core;
+use super::wire::{ClusterOut, Hook};
+use super::{Net, Pusher, owner_of};
+use crate::core::io::CoreId;
 
-impl Core {
+impl Pusher {
     /// Queues a webhook event for `app`, if it has webhooks. Never waits: a full ring drops it.
-    pub(crate) fn webhook(&mut self, app: u32, event: serde_json::Value) {
-        if self.pusher.apps[app as usize].webhooks.is_empty() {
+    pub(crate) fn webhook(&mut self, app: AppIdx, event: serde_json::Value) {
+        if self.app(app).webhooks.is_empty() {
             return;
         }
-        let Some(sink) = self.webhooks.as_mut() else { return };
-        let hook = crate::webhooks::Hook { app: app as u16, event: event.to_string() };
-        if sink.push(hook).is_err() {
+        let Some(outlet) = self.webhooks.as_mut() else { return };
+        if outlet.push(Hook { app, event: event.to_string() }).is_err() {
             self.stats.webhooks_dropped += 1;
         }
     }
 
     /// This core's subscriber count of `channel` went from `was` to `now`.
-    pub(crate) fn subscribers_changed(&mut self, app: u32, channel: &str, was: usize, now: usize) {
-        let a = &self.pusher.apps[app as usize];
+    pub(crate) fn subscribers_changed(
+        &mut self,
+        e: &mut Net,
+        app: AppIdx,
+        channel: &str,
+        was: usize,
+        now: usize,
+    ) {
+        let a = self.app(app);
         if a.webhooks.is_empty() || names::classify(channel).kind == Kind::User {
             return;
         }
@@ -33,42 +41,36 @@ impl Core {
         if !counts && (was == 0) == (now == 0) {
             return;
         }
-        let owner = owner_of(app, channel, self.settings.shards);
-        let (shard, count) = (self.shard, now as u64);
-        if owner == self.shard {
-            self.occupancy(app, channel, shard, count);
+        let owner = owner_of(app, channel, e.settings().cores);
+        let (shard, count) = (e.shard(), now as u64);
+        if owner == shard {
+            self.occupancy(e, app, channel, shard, count);
         } else {
-            self.send_to_peer(owner, PeerMsg::Occupancy { app, channel: channel.into(), shard, count });
+            e.send_to_peer(owner, PeerMsg::Occupancy { app, channel: channel.into(), shard, count });
         }
     }
 
     /// On the owner core: core `shard` now has `count` subscribers of `channel`.
-    pub(crate) fn occupancy(&mut self, app: u32, channel: &str, shard: u32, count: u64) {
-        let shards = self.settings.shards as usize;
-        let per_core =
-            self.pusher.occupancy[app as usize].entry(channel.into()).or_insert_with(|| vec![0; shards]);
+    pub(crate) fn occupancy(&mut self, e: &mut Net, app: AppIdx, channel: &str, shard: CoreId, count: u64) {
+        let cores = usize::from(e.settings().cores.max(1));
+        let per_core = self.occupancy[app.index()].entry(channel.into()).or_insert_with(|| vec![0; cores]);
         let before: u64 = per_core.iter().sum();
-        per_core[shard as usize] = count;
+        per_core[shard.index()] = count;
         let after: u64 = per_core.iter().sum();
         if after == 0 {
-            self.pusher.occupancy[app as usize].remove(channel);
+            self.occupancy[app.index()].remove(channel);
         }
         if (before == 0) != (after == 0) {
             let occupied = after > 0;
             // With a cluster, Redis says whether this is the first (last) node.
-            let msg = crate::cluster::ClusterOut::Occupied {
-                shard: self.shard,
-                app: app as u16,
-                channel: channel.into(),
-                occupied,
-            };
+            let msg = ClusterOut::Occupied { shard: e.shard(), app, channel: channel.into(), occupied };
             if self.cluster.is_none() || self.cluster_send(msg).is_err() {
                 let name = if occupied { "channel_occupied" } else { "channel_vacated" };
                 self.webhook(app, json!({"name": name, "channel": channel}));
             }
         }
         if before != after
-            && self.pusher.apps[app as usize].subscription_count_webhooks
+            && self.app(app).subscription_count_webhooks
             && names::classify(channel).kind != Kind::Presence
         {
             self.webhook(

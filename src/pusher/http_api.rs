@@ -1,36 +1,39 @@
 //! The Pusher HTTP API: `/apps/{app_id}/…`, every request signed (see `auth::verify_request`).
 //! Success bodies are JSON; errors are plain text saying what to fix, with Pusher's statuses.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Deserialize;
 
-use std::sync::Arc;
-
+use super::apps::AppIdx;
 use super::auth;
+use super::conn_state::PusherConn;
 use super::messages;
 use super::names::{self, Kind};
 use super::query::{ChannelQuery, Filter, Question, Reply};
 use super::socket_id::SocketRef;
-use super::{CACHE_TTL, owner_of};
-use crate::core::Core;
+use super::{CACHE_TTL, Net, Pusher};
 use crate::core::conn::ConnKey;
-use crate::core::http_phase::Outcome;
+use crate::core::service::Outcome;
 use crate::protocol::http::{self, Request};
 
+type ApiOutcome = Outcome<PusherConn>;
+
 /// Most events in one `batch_events` request.
-pub const MAX_BATCH: usize = 10;
+pub(crate) const MAX_BATCH: usize = 10;
 
 /// Most channels one event may go to.
-pub const MAX_CHANNELS_PER_EVENT: usize = 100;
+pub(crate) const MAX_CHANNELS_PER_EVENT: usize = 100;
 /// Longest event name.
-pub const MAX_EVENT_NAME: usize = 200;
+pub(crate) const MAX_EVENT_NAME: usize = 200;
 
 pub(crate) fn json(status: u16, body: &str, keep_alive: bool) -> Bytes {
     http::response(status, &[], "application/json", body.as_bytes(), keep_alive)
 }
 
 /// An HTTP API failure: status and a message saying what to change.
-pub(crate) struct ApiError(pub u16, pub String);
+pub(crate) struct ApiError(pub(crate) u16, pub(crate) String);
 
 impl ApiError {
     fn bad(msg: impl Into<String>) -> ApiError {
@@ -41,22 +44,22 @@ impl ApiError {
 /// The body of `POST /apps/{id}/events` (and one entry of `batch_events`).
 #[derive(Debug, Deserialize)]
 pub(crate) struct EventBody {
-    pub name: Option<String>,
-    pub data: Option<serde_json::Value>,
-    pub channel: Option<String>,
-    pub channels: Option<Vec<String>>,
-    pub socket_id: Option<String>,
-    pub info: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) data: Option<serde_json::Value>,
+    pub(crate) channel: Option<String>,
+    pub(crate) channels: Option<Vec<String>>,
+    pub(crate) socket_id: Option<String>,
+    pub(crate) info: Option<String>,
 }
 
 /// A validated event ready to publish.
 pub(crate) struct Event {
-    pub name: String,
-    pub data: String,
-    pub channels: Vec<String>,
-    pub except: Option<SocketRef>,
+    pub(crate) name: String,
+    pub(crate) data: String,
+    pub(crate) channels: Vec<String>,
+    pub(crate) except: Option<SocketRef>,
     /// `info` asked: (user_count, subscription_count).
-    pub info: Option<(bool, bool)>,
+    pub(crate) info: Option<(bool, bool)>,
 }
 
 /// Parses an `info` list; only the attributes in `allowed` may appear.
@@ -71,27 +74,33 @@ fn parse_info(info: &str, allowed: &[&str]) -> Result<Vec<String>, ApiError> {
     Ok(attrs)
 }
 
-impl Core {
+impl Pusher {
     /// Handles a request under `/apps/` (or the Python SDK's `/users/…/terminate_connections`).
-    pub(crate) fn http_api(&mut self, key: ConnKey, req: &Request<'_>, body: &[u8]) -> Outcome {
+    pub(crate) fn http_api(
+        &mut self,
+        e: &mut Net,
+        key: ConnKey,
+        req: &Request<'_>,
+        body: &[u8],
+    ) -> ApiOutcome {
         let keep_alive = req.keep_alive();
         let path = req.path();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         // /users/{id}/terminate_connections (the Python SDK's path): the app comes from auth_key.
-        let (app, rest): (Option<u16>, &[&str]) = match segments.as_slice() {
-            ["apps", id, rest @ ..] => (self.pusher.app_by_id(id), rest),
+        let (app, rest): (Option<AppIdx>, &[&str]) = match segments.as_slice() {
+            ["apps", id, rest @ ..] => (self.apps.by_id(id), rest),
             ["users", ..] => {
                 let key_param = form_urlencoded::parse(req.query().as_bytes())
                     .find(|(k, _)| k == "auth_key")
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or_default();
-                (self.pusher.app_by_key(&key_param), &segments[..])
+                (self.apps.by_key(&key_param), &segments[..])
             }
             _ => (None, &[]),
         };
         let result = match app {
             None => Err(ApiError(404, "Unknown app: check the app id (or auth_key)".into())),
-            Some(app) => self.api_checked(key, keep_alive, app, req, body, rest),
+            Some(app) => self.api_checked(e, key, keep_alive, app, req, body, rest),
         };
         self.stats.count_api(match &result {
             Ok(Outcome::Respond(resp, _)) => status_of(resp),
@@ -101,45 +110,48 @@ impl Core {
         match result {
             Ok(outcome) => outcome,
             Err(ApiError(status, msg)) => {
-                let extra: &[(&str, &str)] = if status == 429 { &[("Retry-After", "1")] } else { &[] };
+                let extra: &[(&str, &str)] =
+                    if matches!(status, 429 | 503) { &[("Retry-After", "1")] } else { &[] };
                 Outcome::Respond(http::text(status, &msg, extra, keep_alive), keep_alive)
             }
         }
     }
 
     /// Checks the app, the rate limit and the signature, then routes.
+    #[allow(clippy::too_many_arguments)]
     fn api_checked(
         &mut self,
+        e: &mut Net,
         key: ConnKey,
         keep_alive: bool,
-        app: u16,
+        app: AppIdx,
         req: &Request<'_>,
         body: &[u8],
         rest: &[&str],
-    ) -> Result<Outcome, ApiError> {
-        let a = &self.pusher.apps[app as usize];
+    ) -> Result<ApiOutcome, ApiError> {
+        let a = self.app(app);
         if !a.enabled {
             return Err(ApiError(403, "Application is disabled".into()));
         }
         let params =
-            auth::verify_request(req.method, req.path(), req.query(), body, &a.key, &a.secret, self.unix_now)
-                .map_err(|e| ApiError(e.status(), e.message()))?;
-        self.api_rate_limit(app)?;
+            auth::verify_request(req.method, req.path(), req.query(), body, &a.key, &a.secret, e.unix_now())
+                .map_err(|err| ApiError(err.status(), err.message()))?;
+        self.api_rate_limit(e, app)?;
         let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let ok = |body: String| Ok(Outcome::Respond(json(200, &body, keep_alive), keep_alive));
         match (req.method, rest) {
-            ("POST", ["events"]) => self.api_events(key, keep_alive, app, body),
-            ("POST", ["batch_events"]) => self.api_batch(key, keep_alive, app, body),
+            ("POST", ["events"]) => self.api_events(e, key, keep_alive, app, body),
+            ("POST", ["batch_events"]) => self.api_batch(e, key, keep_alive, app, body),
             ("GET", ["channels"]) => {
-                self.api_channels(key, keep_alive, app, param("filter_by_prefix"), param("info"))
+                self.api_channels(e, key, keep_alive, app, param("filter_by_prefix"), param("info"))
             }
-            ("GET", ["channels", name]) => self.api_channel(key, keep_alive, app, name, param("info")),
-            ("GET", ["channels", name, "users"]) => self.api_users(key, keep_alive, app, name),
+            ("GET", ["channels", name]) => self.api_channel(e, key, keep_alive, app, name, param("info")),
+            ("GET", ["channels", name, "users"]) => self.api_users(e, key, keep_alive, app, name),
             ("POST", ["users", user, "terminate_connections"]) => {
                 if !names::valid_user_id(user) {
                     return Err(ApiError::bad(format!("Invalid user id {user:?}")));
                 }
-                self.terminate_user(app as u32, user);
+                self.terminate_user(e, app, user);
                 ok("{}".into())
             }
             (_, ["events" | "batch_events"]) | (_, ["users", _, "terminate_connections"]) => {
@@ -151,14 +163,14 @@ impl Core {
     }
 
     /// Per app and core: at most ⌈limit ÷ cores⌉ requests each second (429 beyond).
-    fn api_rate_limit(&mut self, app: u16) -> Result<(), ApiError> {
-        let limit = self.pusher.apps[app as usize].max_api_requests_per_second;
+    fn api_rate_limit(&mut self, e: &Net, app: AppIdx) -> Result<(), ApiError> {
+        let limit = self.app(app).max_api_requests_per_second;
         if limit == 0 {
             return Ok(());
         }
-        let per_core = limit.div_ceil(self.settings.shards.max(1));
-        let now = self.unix_now;
-        let window = &mut self.pusher.api_window[app as usize];
+        let per_core = limit.div_ceil(u32::from(e.settings().cores.max(1)));
+        let now = e.unix_now();
+        let window = &mut self.api_window[app.index()];
         if window.0 != now {
             *window = (now, 0);
         }
@@ -173,8 +185,8 @@ impl Core {
     }
 
     /// Validates one event against the app's limits.
-    pub(crate) fn validate_event(&self, app: u16, e: EventBody) -> Result<Event, ApiError> {
-        let a = &self.pusher.apps[app as usize];
+    pub(crate) fn validate_event(&self, app: AppIdx, e: EventBody) -> Result<Event, ApiError> {
+        let a = self.app(app);
         let name = e.name.filter(|n| !n.is_empty()).ok_or_else(|| ApiError::bad("The event needs a name"))?;
         if name.len() > MAX_EVENT_NAME {
             return Err(ApiError::bad(format!("Event name is longer than {MAX_EVENT_NAME} characters")));
@@ -228,55 +240,69 @@ impl Core {
     }
 
     /// Publishes a validated event to each of its channels (encoded once per channel).
-    pub(crate) fn publish_event(&mut self, app: u16, e: &Event) {
-        for channel in &e.channels {
-            let frame = messages::event(&e.name, Some(channel), &e.data);
-            let cache = names::classify(channel).cache.then(|| e.data.as_str().into());
-            self.publish(app as u32, channel, frame, e.except, cache);
+    pub(crate) fn publish_event(&mut self, e: &mut Net, app: AppIdx, ev: &Event) {
+        for channel in &ev.channels {
+            let frame = messages::event(&ev.name, Some(channel), &ev.data);
+            let cache = names::classify(channel).cache.then(|| ev.data.as_str().into());
+            self.publish(e, app, channel, frame, ev.except, cache);
         }
     }
 
+    /// Refuses new publishes while earlier ones still wait to be delivered beyond the bounds.
+    fn check_backlog(&mut self, e: &Net) -> Result<(), ApiError> {
+        if self.can_publish(e) {
+            return Ok(());
+        }
+        self.stats.backpressure += 1;
+        Err(ApiError(503, "The server is busy delivering earlier events: retry in a second".into()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn ask_channels(
         &mut self,
+        e: &mut Net,
         key: ConnKey,
         keep_alive: bool,
-        app: u16,
+        app: AppIdx,
         filter: Filter,
         members: bool,
         reply: Reply,
-    ) -> Outcome {
-        let q = Arc::new(ChannelQuery { app: app as u32, filter, members });
-        self.ask_all(key, keep_alive, Question::Channels(q), reply)
+    ) -> ApiOutcome {
+        let q = Arc::new(ChannelQuery { app, filter, members });
+        self.ask_all(e, key, keep_alive, Question::Channels(q), reply)
     }
 
     fn api_events(
         &mut self,
+        e: &mut Net,
         key: ConnKey,
         keep_alive: bool,
-        app: u16,
+        app: AppIdx,
         body: &[u8],
-    ) -> Result<Outcome, ApiError> {
-        let e: EventBody =
+    ) -> Result<ApiOutcome, ApiError> {
+        let body: EventBody =
             serde_json::from_slice(body).map_err(|err| ApiError::bad(format!("Invalid JSON body: {err}")))?;
-        let event = self.validate_event(app, e)?;
-        self.publish_event(app, &event);
+        let event = self.validate_event(app, body)?;
+        self.check_backlog(e)?;
+        self.publish_event(e, app, &event);
         match event.info {
             None => Ok(Outcome::Respond(json(200, "{}", keep_alive), keep_alive)),
             Some((user_count, subscription_count)) => {
                 let channels: Vec<Box<str>> = event.channels.iter().map(|c| c.as_str().into()).collect();
                 let reply = Reply::EventInfo { channels: channels.clone(), user_count, subscription_count };
-                Ok(self.ask_channels(key, keep_alive, app, Filter::Names(channels), false, reply))
+                Ok(self.ask_channels(e, key, keep_alive, app, Filter::Names(channels), false, reply))
             }
         }
     }
 
     fn api_batch(
         &mut self,
+        e: &mut Net,
         key: ConnKey,
         keep_alive: bool,
-        app: u16,
+        app: AppIdx,
         body: &[u8],
-    ) -> Result<Outcome, ApiError> {
+    ) -> Result<ApiOutcome, ApiError> {
         #[derive(Deserialize)]
         struct Batch {
             batch: Vec<EventBody>,
@@ -288,20 +314,22 @@ impl Core {
         }
         // Validate everything first: an invalid event fails the whole batch, nothing is sent.
         let events: Vec<Event> =
-            b.batch.into_iter().map(|e| self.validate_event(app, e)).collect::<Result<_, _>>()?;
-        if events.iter().any(|e| e.channels.len() != 1) {
+            b.batch.into_iter().map(|ev| self.validate_event(app, ev)).collect::<Result<_, _>>()?;
+        if events.iter().any(|ev| ev.channels.len() != 1) {
             return Err(ApiError::bad("Each batch event names exactly one channel"));
         }
-        for e in &events {
-            self.publish_event(app, e);
+        self.check_backlog(e)?;
+        for ev in &events {
+            self.publish_event(e, app, ev);
         }
-        if events.iter().all(|e| e.info.is_none()) {
+        if events.iter().all(|ev| ev.info.is_none()) {
             return Ok(Outcome::Respond(json(200, "{}", keep_alive), keep_alive));
         }
         let wanted: Vec<Option<(Box<str>, bool, bool)>> =
-            events.iter().map(|e| e.info.map(|(u, s)| (e.channels[0].as_str().into(), u, s))).collect();
+            events.iter().map(|ev| ev.info.map(|(u, s)| (ev.channels[0].as_str().into(), u, s))).collect();
         let names: Vec<Box<str>> = wanted.iter().flatten().map(|(n, _, _)| n.clone()).collect();
         Ok(self.ask_channels(
+            e,
             key,
             keep_alive,
             app,
@@ -311,14 +339,16 @@ impl Core {
         ))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn api_channels(
         &mut self,
+        e: &mut Net,
         key: ConnKey,
         keep_alive: bool,
-        app: u16,
+        app: AppIdx,
         prefix: Option<&str>,
         info: Option<&str>,
-    ) -> Result<Outcome, ApiError> {
+    ) -> Result<ApiOutcome, ApiError> {
         let attrs = parse_info(info.unwrap_or(""), &["user_count", "subscription_count"])?;
         let user_count = attrs.iter().any(|a| a == "user_count");
         let prefix = prefix.unwrap_or("");
@@ -329,18 +359,20 @@ impl Core {
             user_count,
             subscription_count: attrs.iter().any(|a| a == "subscription_count"),
         };
-        Ok(self.ask_channels(key, keep_alive, app, Filter::Prefix(prefix.into()), false, reply))
+        Ok(self.ask_channels(e, key, keep_alive, app, Filter::Prefix(prefix.into()), false, reply))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn api_channel(
         &mut self,
+        e: &mut Net,
         key: ConnKey,
         keep_alive: bool,
-        app: u16,
+        app: AppIdx,
         name: &str,
         info: Option<&str>,
-    ) -> Result<Outcome, ApiError> {
-        let max = self.pusher.apps[app as usize].max_channel_name_length;
+    ) -> Result<ApiOutcome, ApiError> {
+        let max = self.app(app).max_channel_name_length;
         let class = names::validate(name, max).map_err(|e| ApiError::bad(e.message(max)))?;
         let attrs = parse_info(info.unwrap_or(""), &["user_count", "subscription_count", "cache"])?;
         let user_count = attrs.iter().any(|a| a == "user_count");
@@ -352,9 +384,9 @@ impl Core {
                 return Err(ApiError::bad("info=cache is only available for cache channels"));
             }
             // Every core keeps every cache channel's last event: answer from here.
-            let now = self.now;
+            let now = e.now();
             Some(
-                self.pusher.cache[app as usize]
+                self.cache[app.index()]
                     .get(name)
                     .filter(|c| now.saturating_sub(c.at) < CACHE_TTL)
                     .map(|c| (c.data.clone(), CACHE_TTL - now.saturating_sub(c.at))),
@@ -368,21 +400,22 @@ impl Core {
             subscription_count: attrs.iter().any(|a| a == "subscription_count"),
             cache,
         };
-        Ok(self.ask_channels(key, keep_alive, app, Filter::Names(vec![name.into()]), false, reply))
+        Ok(self.ask_channels(e, key, keep_alive, app, Filter::Names(vec![name.into()]), false, reply))
     }
 
     fn api_users(
         &mut self,
+        e: &mut Net,
         key: ConnKey,
         keep_alive: bool,
-        app: u16,
+        app: AppIdx,
         name: &str,
-    ) -> Result<Outcome, ApiError> {
+    ) -> Result<ApiOutcome, ApiError> {
         if names::classify(name).kind != Kind::Presence {
             return Err(ApiError::bad("The channel must be a presence channel"));
         }
-        let _ = owner_of;
         Ok(self.ask_channels(
+            e,
             key,
             keep_alive,
             app,

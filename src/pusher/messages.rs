@@ -12,14 +12,18 @@ use crate::protocol::frame::{self, Opcode};
 /// A message from a client, borrowing from the received frame.
 #[derive(Debug, Deserialize)]
 pub struct ClientMessage<'a> {
+    /// The event name.
     #[serde(borrow)]
     pub event: std::borrow::Cow<'a, str>,
+    /// The channel, for client events.
     #[serde(borrow, default)]
     pub channel: Option<std::borrow::Cow<'a, str>>,
+    /// `data`, unparsed.
     #[serde(borrow, default)]
     pub data: Option<&'a RawValue>,
 }
 
+/// Parses a client message; None if it is not a Pusher event.
 pub fn parse_client(text: &[u8]) -> Option<ClientMessage<'_>> {
     serde_json::from_slice(text).ok()
 }
@@ -27,9 +31,12 @@ pub fn parse_client(text: &[u8]) -> Option<ClientMessage<'_>> {
 /// `data` of `pusher:subscribe`.
 #[derive(Debug, Deserialize, Default)]
 pub struct SubscribeData {
+    /// The channel.
     pub channel: Option<String>,
+    /// `key:signature` for private, encrypted and presence channels.
     #[serde(default)]
     pub auth: Option<String>,
+    /// The presence member, as JSON text.
     #[serde(default)]
     pub channel_data: Option<String>,
 }
@@ -37,7 +44,9 @@ pub struct SubscribeData {
 /// `data` of `pusher:signin`.
 #[derive(Debug, Deserialize, Default)]
 pub struct SigninData {
+    /// `key:signature` over the socket id and `user_data`.
     pub auth: Option<String>,
+    /// The user, as JSON text.
     pub user_data: Option<String>,
 }
 
@@ -63,10 +72,14 @@ pub struct Member {
     pub info: Option<String>,
 }
 
+/// Why `channel_data` was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberError {
+    /// Not a member object (the reason says what is wrong).
     Invalid(&'static str),
+    /// `user_info` is over the app's limit.
     InfoTooLarge,
+    /// `user_id` is over 128 characters.
     IdTooLong,
 }
 
@@ -155,6 +168,7 @@ pub fn client_event(event: &str, channel: &str, data_json: &str, user_id_json: O
     text_frame(&out)
 }
 
+/// `pusher:connection_established` with the socket id and the activity timeout.
 pub fn connection_established(socket_id: &str, activity_timeout: u32) -> Bytes {
     let data = format!("{{\"socket_id\":\"{socket_id}\",\"activity_timeout\":{activity_timeout}}}");
     event("pusher:connection_established", None, &data)
@@ -180,6 +194,7 @@ pub fn error(code: Option<u16>, message: &str, channel: Option<&str>) -> Bytes {
     text_frame(&out)
 }
 
+/// `pusher:subscription_error` for `channel`.
 pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -> Bytes {
     let mut out = Vec::with_capacity(96 + channel.len() + error.len());
     out.extend_from_slice(b"{\"event\":\"pusher:subscription_error\",\"channel\":");
@@ -192,14 +207,17 @@ pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -
     text_frame(&out)
 }
 
+/// `pusher_internal:subscription_succeeded` with `data` (a JSON object's text).
 pub fn subscription_succeeded(channel: &str, data: &str) -> Bytes {
     event("pusher_internal:subscription_succeeded", Some(channel), data)
 }
 
+/// `pusher:pong`.
 pub fn pong() -> Bytes {
     Bytes::from_static(PONG)
 }
 
+/// `pusher:ping`.
 pub fn ping() -> Bytes {
     Bytes::from_static(PING)
 }
@@ -207,6 +225,7 @@ pub fn ping() -> Bytes {
 static PONG: &[u8] = b"\x81\x23{\"event\":\"pusher:pong\",\"data\":\"{}\"}";
 static PING: &[u8] = b"\x81\x23{\"event\":\"pusher:ping\",\"data\":\"{}\"}";
 
+/// `pusher:cache_miss` for a cache channel with no recent event.
 pub fn cache_miss(channel: &str) -> Bytes {
     let mut out = Vec::with_capacity(48 + channel.len());
     out.extend_from_slice(b"{\"event\":\"pusher:cache_miss\",\"channel\":");
@@ -215,6 +234,7 @@ pub fn cache_miss(channel: &str) -> Bytes {
     text_frame(&out)
 }
 
+/// `pusher:signin_success` echoing `user_data`.
 pub fn signin_success(user_data: &str) -> Bytes {
     let mut data = Vec::with_capacity(16 + user_data.len());
     data.extend_from_slice(b"{\"user_data\":");
@@ -232,6 +252,7 @@ pub fn member_added(channel: &str, m: &Member) -> Bytes {
     event("pusher_internal:member_added", Some(channel), &data)
 }
 
+/// `pusher_internal:member_removed` for the user whose id's JSON form is `id_json`.
 pub fn member_removed(channel: &str, id_json: &str) -> Bytes {
     event("pusher_internal:member_removed", Some(channel), &format!("{{\"user_id\":{id_json}}}"))
 }

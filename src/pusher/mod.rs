@@ -1,30 +1,41 @@
-//! The Pusher Channels protocol v7 on top of the per-core `Core`: apps, channels, presence,
-//! user sign-in, client events, cache channels, and the HTTP API.
+//! The Pusher Channels protocol v7 and HTTP API, as a `Service` running on the engine: apps,
+//! channels, presence, user sign-in, client events, cache channels, queries across cores and
+//! nodes, webhooks.
 //!
 //! Each core keeps an index of the channels its own connections subscribe to. A publish is
-//! encoded once into a WebSocket frame and handed to every core over the mesh; each core writes
-//! it to its local subscribers. A presence channel's membership lives on one owner core (a hash
-//! of its name); other cores send joins and leaves there.
+//! encoded once into a WebSocket frame and handed to every core over the mesh; each core queues
+//! it for its local subscribers. State with one owner lives on one core, chosen by a hash of its
+//! name (`owner_of`): a presence channel's members, an app's connection quota, a channel's
+//! occupancy; other cores send joins, leaves and counts there.
 //!
-//! Architecture Invariant: `pusher/` never imports glommio; it runs inside a `Core` and reaches
-//! other cores only by queueing `PeerMsg`s.
+//! Architecture Invariant: `pusher/` imports `core/` and `protocol/` only; it reaches other
+//! cores by `PeerMsg`s and the threads off the cores (Redis bridge, webhook dispatcher) through
+//! `Outlet`s it is given.
 
 pub mod apps;
 pub mod auth;
-pub mod channels;
-pub mod http_api;
+pub(crate) mod channels;
+pub(crate) mod conn_state;
+pub(crate) mod http_api;
 pub mod messages;
-pub mod names;
-pub mod peer;
-pub mod presence;
-pub mod query;
-pub mod socket_id;
+pub(crate) mod names;
+pub(crate) mod peer;
+pub(crate) mod presence;
+pub(crate) mod query;
+pub(crate) mod socket_id;
+pub(crate) mod wire;
 
 mod answers;
 mod cluster;
 mod fanout;
 mod hooks;
+mod invariants;
+pub(crate) use invariants::check_presence_owners;
+mod membership;
+mod quota;
+mod routes;
 mod session;
+mod stats;
 
 #[cfg(test)]
 mod tests;
@@ -34,105 +45,238 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use rustc_hash::FxBuildHasher;
 
-use apps::App;
-use channels::Channels;
+use crate::core::conn::ConnKey;
+use crate::core::engine::Engine;
+use crate::core::io::{CoreId, Outlet};
+use crate::core::service::{Goodbye, Outcome, Policy, Refusal, Service};
+use crate::protocol::frame::Opcode;
+use crate::protocol::http::Request;
+use apps::{App, AppIdx, Apps};
+use channels::{ChannelId, Channels};
+use conn_state::PusherConn;
 use messages::Member;
 use presence::Presence;
+use query::{CoreReport, Queries};
+use socket_id::{NodeId, SocketRef};
+pub(crate) use stats::Stats;
+use wire::{ClusterOut, Hook};
+
+/// The engine as the Pusher layer sees it.
+pub(crate) type Net = Engine<Pusher>;
 
 /// How long a cache channel keeps its last event, in seconds.
-pub const CACHE_TTL: u32 = 1800;
+pub(crate) const CACHE_TTL: u32 = 1800;
+
+/// Seconds a question to other cores or nodes may wait before it is answered without them.
+pub(crate) const QUESTION_TIMEOUT: u32 = 5;
+
+/// Renders `/metrics` from every core's report (given by the layer above, which owns the
+/// format).
+pub(crate) type MetricsRenderer = fn(&[CoreReport], &[App]) -> String;
+
+/// What the Pusher layer needs to know beyond the engine's settings.
+pub(crate) struct Config {
+    /// The apps, in index order.
+    pub(crate) apps: Vec<App>,
+    /// This node's id in socket ids.
+    pub(crate) node: NodeId,
+    /// Renders `/metrics`.
+    pub(crate) metrics: MetricsRenderer,
+    /// Debug builds only: serve the fault-injection routes (`/debug/panic`).
+    pub(crate) faults: bool,
+}
 
 /// A presence join waiting for the cluster's answer (on the channel's owner core).
-pub struct PendingJoin {
-    pub app: u32,
-    pub channel: Box<str>,
-    pub from: socket_id::SocketRef,
-    pub member: Member,
+pub(crate) struct PendingJoin {
+    pub(crate) app: AppIdx,
+    pub(crate) channel: Box<str>,
+    pub(crate) from: SocketRef,
+    pub(crate) member: Member,
+    /// The user's first connection in the channel on this node.
+    pub(crate) node_new: bool,
+    /// Core second after which the join is decided on this node alone.
+    pub(crate) deadline: u32,
 }
 
 /// The last event of a cache channel, as this core saw it published.
-pub struct Cached {
-    pub frame: Bytes,
-    pub data: Box<str>,
+pub(crate) struct Cached {
+    pub(crate) frame: Bytes,
+    pub(crate) data: Box<str>,
     /// Core clock second when it was published.
-    pub at: u32,
+    pub(crate) at: u32,
 }
 
-type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
+pub(crate) type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
 
-/// Per-core Pusher state.
-pub struct PusherState {
-    pub apps: Vec<App>,
-    by_key: FxMap<String, u16>,
-    by_id: FxMap<String, u16>,
-    pub channels: Channels,
+/// One core's Pusher state.
+pub(crate) struct Pusher {
+    node: NodeId,
+    pub(crate) apps: Apps,
+    render_metrics: MetricsRenderer,
+    faults: bool,
+    pub(crate) channels: Channels,
     /// Presence channels this core owns.
-    pub presence: Presence,
-    /// This core's connections in presence channels: (slab index, channel id) → member.
-    pub memberships: FxMap<(u32, u32), Member>,
+    pub(crate) presence: Presence,
+    /// This core's connections in presence channels: (slab index, channel) → member.
+    pub(crate) memberships: FxMap<(u32, ChannelId), Member>,
+    /// Subscriptions beyond a connection's first: slab index → channels.
+    pub(crate) more_subs: FxMap<u32, Vec<ChannelId>>,
     /// Signed-in connections: slab index → user id.
-    pub signed_in: FxMap<u32, Box<str>>,
+    pub(crate) signed_in: FxMap<u32, Box<str>>,
     /// Per app: user id → slab indexes of the connections signed in as that user.
-    pub users: Vec<FxMap<Box<str>, Vec<u32>>>,
+    pub(crate) users: Vec<FxMap<Box<str>, Vec<u32>>>,
     /// Per app: cache channel → last event.
-    pub cache: Vec<FxMap<Box<str>, Cached>>,
+    pub(crate) cache: Vec<FxMap<Box<str>, Cached>>,
     /// Per app, on the app's owner core: connections admitted under its quota.
-    pub quota_used: Vec<u64>,
+    pub(crate) quota_used: Vec<u64>,
     /// Per app: connections established on this core.
-    pub connections: Vec<u64>,
-    /// HTTP requests waiting for other cores' answers, by question id.
-    pub pending: FxMap<u64, query::Pending>,
-    pub next_query: u64,
-    /// Slab indexes of the connections with a request in `pending`.
-    pub waiting_conns: std::collections::HashSet<u32, FxBuildHasher>,
+    pub(crate) connections: Vec<u64>,
+    /// Questions to other cores and nodes, and who waits for them.
+    pub(crate) queries: Queries,
     /// Per app: (second, requests) for the HTTP API rate limit.
-    pub api_window: Vec<(i64, u32)>,
+    pub(crate) api_window: Vec<(i64, u32)>,
     /// Per app, on each channel's owner core: subscribers per core (webhooks).
-    pub occupancy: Vec<FxMap<Box<str>, Vec<u64>>>,
+    pub(crate) occupancy: Vec<FxMap<Box<str>, Vec<u64>>>,
     /// Presence joins waiting for the cluster, by token.
-    pub joins: FxMap<u64, PendingJoin>,
-    pub next_token: u64,
+    pub(crate) joins: FxMap<u64, PendingJoin>,
+    pub(crate) next_token: u64,
+    /// This core's Pusher counters.
+    pub(crate) stats: Stats,
+    /// This core's ring to the webhook dispatcher (when any app has webhooks).
+    pub(crate) webhooks: Option<Box<dyn Outlet<Hook>>>,
+    /// This core's ring to the Redis bridge (with --redis).
+    pub(crate) cluster: Option<Box<dyn Outlet<ClusterOut>>>,
 }
 
-impl PusherState {
-    pub fn new(apps: &[App]) -> PusherState {
-        let n = apps.len();
-        PusherState {
-            apps: apps.to_vec(),
-            by_key: apps.iter().enumerate().map(|(i, a)| (a.key.clone(), i as u16)).collect(),
-            by_id: apps.iter().enumerate().map(|(i, a)| (a.id.clone(), i as u16)).collect(),
+impl Pusher {
+    /// One core's Pusher state for `config`.
+    pub(crate) fn new(config: Config) -> Pusher {
+        let n = config.apps.len();
+        Pusher {
+            node: config.node,
+            apps: Apps::new(config.apps),
+            render_metrics: config.metrics,
+            faults: config.faults,
             channels: Channels::default(),
             presence: Presence::default(),
             memberships: HashMap::default(),
+            more_subs: HashMap::default(),
             signed_in: HashMap::default(),
             users: (0..n).map(|_| HashMap::default()).collect(),
             cache: (0..n).map(|_| HashMap::default()).collect(),
             quota_used: vec![0; n],
             connections: vec![0; n],
-            pending: HashMap::default(),
-            next_query: 0,
-            waiting_conns: Default::default(),
+            queries: Queries::default(),
             api_window: vec![(0, 0); n],
             occupancy: (0..n).map(|_| HashMap::default()).collect(),
             joins: HashMap::default(),
             next_token: 1,
+            stats: Stats::default(),
+            webhooks: None,
+            cluster: None,
         }
     }
 
-    pub fn app_by_key(&self, key: &str) -> Option<u16> {
-        self.by_key.get(key).copied()
+    /// Connects this core to the webhook dispatcher.
+    pub(crate) fn set_webhooks(&mut self, outlet: Box<dyn Outlet<Hook>>) {
+        self.webhooks = Some(outlet);
     }
 
-    pub fn app_by_id(&self, id: &str) -> Option<u16> {
-        self.by_id.get(id).copied()
+    /// Connects this core to the Redis bridge.
+    pub(crate) fn set_cluster(&mut self, outlet: Box<dyn Outlet<ClusterOut>>) {
+        self.cluster = Some(outlet);
+    }
+
+    /// This node's id.
+    pub(crate) fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Where connection `key` of this core lives, for socket ids and cross-core replies.
+    pub(crate) fn socket_ref(&self, e: &Net, key: ConnKey) -> SocketRef {
+        SocketRef { node: self.node, shard: e.shard(), key }
+    }
+
+    /// The app a connection belongs to.
+    pub(crate) fn app(&self, app: AppIdx) -> &App {
+        self.apps.get(app)
     }
 }
 
-/// The core that owns presence channel (or app quota) `name` of `app`.
-pub fn owner_of(app: u32, name: &str, shards: u32) -> u32 {
+impl Service for Pusher {
+    type Conn = PusherConn;
+    type Peer = peer::PeerMsg;
+
+    fn policy(&self) -> Policy {
+        Policy {
+            ping: messages::ping(),
+            pong_timeout: Goodbye {
+                notice: Some(messages::error(Some(4201), "Pong reply not received", None)),
+                code: 4201,
+                reason: "Pong reply not received",
+            },
+            draining: Goodbye {
+                notice: Some(messages::error(Some(4200), "Server is shutting down: reconnect", None)),
+                code: 1001,
+                reason: "server shutting down",
+            },
+            slow_consumer: Some(Goodbye {
+                notice: Some(messages::error(
+                    Some(4100),
+                    "Over capacity: client is not reading fast enough",
+                    None,
+                )),
+                code: 4100,
+                reason: "Over capacity: client is not reading fast enough",
+            }),
+            full: Some(Refusal {
+                code: 4100,
+                message: "Over capacity: the server is at its connection limit".into(),
+            }),
+        }
+    }
+
+    fn request(
+        &mut self,
+        e: &mut Net,
+        key: ConnKey,
+        req: &Request<'_>,
+        body: &[u8],
+        metrics_listener: bool,
+    ) -> Outcome<PusherConn> {
+        self.route(e, key, req, body, metrics_listener)
+    }
+
+    fn opened(&mut self, e: &mut Net, key: ConnKey, refusal: Option<Refusal>) {
+        self.open(e, key, refusal);
+    }
+
+    fn message(&mut self, e: &mut Net, key: ConnKey, opcode: Opcode, payload: &[u8]) {
+        // The Pusher protocol is text only; binary frames are ignored.
+        if opcode == Opcode::Text {
+            self.text(e, key, payload);
+        }
+    }
+
+    fn closed(&mut self, e: &mut Net, key: ConnKey) {
+        self.close(e, key);
+    }
+
+    fn peer(&mut self, e: &mut Net, msg: peer::PeerMsg) {
+        self.on_peer(e, msg);
+    }
+
+    fn tick(&mut self, e: &mut Net) {
+        self.expire_questions(e);
+    }
+}
+
+/// The core that owns presence channel (or app quota, with an empty name) `name` of `app`.
+pub(crate) fn owner_of(app: AppIdx, name: &str, cores: u16) -> CoreId {
     use std::hash::{BuildHasher, Hash, Hasher};
     let mut h = FxBuildHasher.build_hasher();
     app.hash(&mut h);
     name.hash(&mut h);
-    (h.finish() % shards.max(1) as u64) as u32
+    let cores = u64::from(cores.max(1));
+    CoreId(u16::try_from(h.finish() % cores).expect("below the core count"))
 }

@@ -2,7 +2,7 @@
 
 /// What a channel name says about the channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Public,
     Private,
     /// `private-encrypted-`: authorized like private; payloads are opaque to the server.
@@ -12,27 +12,27 @@ pub enum Kind {
     User,
 }
 
-pub const USER_PREFIX: &str = "#server-to-user-";
+pub(crate) const USER_PREFIX: &str = "#server-to-user-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Class {
-    pub kind: Kind,
+pub(crate) struct Class {
+    pub(crate) kind: Kind,
     /// `cache-`, `private-cache-`, `private-encrypted-cache-`, `presence-cache-`.
-    pub cache: bool,
+    pub(crate) cache: bool,
 }
 
 impl Class {
-    pub fn needs_auth(self) -> bool {
+    pub(crate) fn needs_auth(self) -> bool {
         matches!(self.kind, Kind::Private | Kind::Encrypted | Kind::Presence)
     }
 
     /// Client events are relayed on private, encrypted and presence channels.
-    pub fn allows_client_events(self) -> bool {
+    pub(crate) fn allows_client_events(self) -> bool {
         self.needs_auth()
     }
 }
 
-pub fn classify(name: &str) -> Class {
+pub(crate) fn classify(name: &str) -> Class {
     let kind = if name.starts_with(USER_PREFIX) {
         Kind::User
     } else if name.starts_with("presence-") {
@@ -56,14 +56,14 @@ fn allowed(c: u8) -> bool {
 
 /// Why a channel name is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameError {
+pub(crate) enum NameError {
     Empty,
     TooLong,
     BadCharacter,
 }
 
 impl NameError {
-    pub fn message(self, max: usize) -> String {
+    pub(crate) fn message(self, max: usize) -> String {
         match self {
             NameError::Empty => "The channel name must not be empty.".into(),
             NameError::TooLong => format!("The channel name is longer than the allowed {max} characters."),
@@ -77,7 +77,7 @@ impl NameError {
 
 /// Checks a channel name: `[-a-zA-Z0-9_=@,.;]+`, or `#server-to-user-` followed by those, at
 /// most `max_len` bytes.
-pub fn validate(name: &str, max_len: usize) -> Result<Class, NameError> {
+pub(crate) fn validate(name: &str, max_len: usize) -> Result<Class, NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
@@ -92,7 +92,7 @@ pub fn validate(name: &str, max_len: usize) -> Result<Class, NameError> {
 }
 
 /// User ids (signin, `#server-to-user-`): `[-a-zA-Z0-9_=@,.;]+`, at most 200 bytes.
-pub fn valid_user_id(id: &str) -> bool {
+pub(crate) fn valid_user_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 200 && id.bytes().all(allowed)
 }
 

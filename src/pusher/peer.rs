@@ -5,30 +5,20 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::apps::AppIdx;
 use super::messages::Member;
 use super::query::{Answer, Question};
 use super::socket_id::SocketRef;
+use super::wire::Publish;
 use crate::core::conn::ConnKey;
-
-/// An event to deliver to a channel's subscribers on every core (and node). Shared behind an
-/// `Arc` by every core and the Redis bridge it is handed to.
-#[derive(Debug)]
-pub struct Publish {
-    pub app: u32,
-    pub channel: Box<str>,
-    pub frame: Bytes,
-    /// The connection not to deliver to (the sender, or the HTTP API's `socket_id`).
-    pub except: Option<SocketRef>,
-    /// For cache channels: the event's `data`; the event becomes the channel's last.
-    pub cache: Option<Box<str>>,
-}
+use crate::core::io::CoreId;
 
 #[derive(Debug)]
-pub enum PeerMsg {
+pub(crate) enum PeerMsg {
     Publish(Arc<Publish>),
     /// To the presence channel's owner: a connection joins as `member`.
     PresenceJoin {
-        app: u32,
+        app: AppIdx,
         channel: Box<str>,
         from: SocketRef,
         member: Member,
@@ -36,51 +26,95 @@ pub enum PeerMsg {
     /// From the owner: the join's answer, a ready `subscription_succeeded` or an error frame.
     PresenceJoined {
         to: ConnKey,
-        app: u32,
+        app: AppIdx,
         channel: Box<str>,
         frame: Bytes,
         ok: bool,
     },
     /// To the owner: connection `from` of `user_id` left the channel.
     PresenceLeave {
-        app: u32,
+        app: AppIdx,
         channel: Box<str>,
         user_id: Box<str>,
         from: SocketRef,
     },
     /// Close every connection signed in as `user_id` (4009).
     TerminateUser {
-        app: u32,
+        app: AppIdx,
         user_id: Box<str>,
     },
     /// To the app's owner core: may one more connection of `app` open? (quota)
     AppReserve {
-        app: u32,
+        app: AppIdx,
         from: SocketRef,
     },
     AppReserved {
         to: ConnKey,
-        app: u32,
+        app: AppIdx,
         granted: bool,
     },
     AppRelease {
-        app: u32,
+        app: AppIdx,
     },
     /// To the channel's owner: core `shard` now has `count` subscribers (webhooks).
     Occupancy {
-        app: u32,
+        app: AppIdx,
         channel: Box<str>,
-        shard: u32,
+        shard: CoreId,
         count: u64,
     },
     /// Asks a core about its channels or figures; answered with `Answered`.
     Ask {
         id: u64,
-        from: u32,
+        from: CoreId,
         question: Question,
     },
     Answered {
         id: u64,
+        from: CoreId,
         answer: Answer,
     },
+}
+
+impl super::Pusher {
+    /// A message from another core.
+    pub(crate) fn on_peer(&mut self, e: &mut super::Net, msg: PeerMsg) {
+        match msg {
+            PeerMsg::Publish(p) => self.deliver_local(e, &p),
+            PeerMsg::PresenceJoin { app, channel, from, member } => {
+                self.presence_join(e, app, &channel, from, member)
+            }
+            PeerMsg::PresenceJoined { to, app, channel, frame, ok } => {
+                self.presence_joined(e, to, app, &channel, frame, ok)
+            }
+            PeerMsg::PresenceLeave { app, channel, user_id, from } => {
+                self.presence_leave(e, app, &channel, &user_id, from)
+            }
+            PeerMsg::TerminateUser { app, user_id } => self.terminate_local(e, app, &user_id),
+            PeerMsg::AppReserve { app, from } => {
+                let granted = self.quota_take(app);
+                self.reply_to(e, from, PeerMsg::AppReserved { to: from.key, app, granted });
+            }
+            PeerMsg::AppReserved { to, app, granted } => self.quota_answer(e, to, app, granted),
+            PeerMsg::AppRelease { app } => self.release_quota(e, app),
+            PeerMsg::Ask { id, from, question } => {
+                let answer = self.answer(e, &question);
+                let me = e.shard();
+                e.send_to_peer(from, PeerMsg::Answered { id, from: me, answer });
+            }
+            PeerMsg::Answered { id, from, answer } => self.on_answer(e, id, from, answer),
+            PeerMsg::Occupancy { app, channel, shard, count } => {
+                self.occupancy(e, app, &channel, shard, count)
+            }
+        }
+    }
+
+    /// Sends a reply to the core of `to` (handled at once when that is this core).
+    pub(crate) fn reply_to(&mut self, e: &mut super::Net, to: SocketRef, msg: PeerMsg) {
+        if to.shard == e.shard() {
+            self.on_peer(e, msg);
+        } else {
+            e.send_to_peer(to.shard, msg);
+        }
+    }
 }

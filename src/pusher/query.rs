@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use rustc_hash::FxBuildHasher;
 
+use super::apps::AppIdx;
+use super::socket_id::NodeId;
 use crate::core::conn::ConnKey;
-use crate::core::stats::Stats;
+use crate::core::io::CoreId;
 
 /// Which channels a query is about.
 #[derive(Debug, Clone)]
-pub enum Filter {
+pub(crate) enum Filter {
     /// Every occupied channel whose name starts with this (may be empty).
     Prefix(Box<str>),
     /// These channels, occupied or not.
@@ -20,55 +22,69 @@ pub enum Filter {
 }
 
 #[derive(Debug)]
-pub struct ChannelQuery {
-    pub app: u32,
-    pub filter: Filter,
+pub(crate) struct ChannelQuery {
+    pub(crate) app: AppIdx,
+    pub(crate) filter: Filter,
     /// Include presence member ids (from the owner core).
-    pub members: bool,
+    pub(crate) members: bool,
 }
 
 /// One core's answer about one channel.
 #[derive(Debug, Clone, Default)]
-pub struct Row {
+pub(crate) struct Row {
     /// This core's subscribers.
-    pub subscriptions: u64,
+    pub(crate) subscriptions: u64,
     /// Distinct users, from the presence channel's owner core.
-    pub users: Option<u64>,
+    pub(crate) users: Option<u64>,
     /// Member ids, from the owner core, when asked.
-    pub members: Option<Vec<Box<str>>>,
+    pub(crate) members: Option<Vec<Box<str>>>,
 }
 
-pub type Rows = HashMap<Box<str>, Row, FxBuildHasher>;
+pub(crate) type Rows = HashMap<Box<str>, Row, FxBuildHasher>;
 
 /// One core's figures for /metrics.
 #[derive(Debug, Clone, Default)]
-pub struct CoreReport {
-    pub shard: u32,
-    pub stats: Stats,
-    pub connections: u64,
-    pub websockets: u64,
-    pub channels: u64,
-    pub presence_members: u64,
+pub(crate) struct CoreReport {
+    /// The core.
+    pub(crate) shard: u16,
+    /// The engine's counters.
+    pub(crate) engine: crate::core::stats::Stats,
+    /// The Pusher layer's counters.
+    pub(crate) pusher: super::Stats,
+    /// Open TCP connections.
+    pub(crate) connections: u64,
+    /// Open (counted) WebSockets.
+    pub(crate) websockets: u64,
+    /// Channels with local subscribers.
+    pub(crate) channels: u64,
+    /// Presence members of the channels this core owns.
+    pub(crate) presence_members: u64,
     /// Messages waiting for each peer ring.
-    pub ring_depth: u64,
+    pub(crate) ring_depth: u64,
+    /// Bytes queued for this core's connections.
+    pub(crate) queued_bytes: u64,
+    /// Connections waiting for the flusher.
+    pub(crate) dirty: u64,
+    /// Bytes of per-connection state this core accounts for (slab, heap extras, timers).
+    pub(crate) conn_state_bytes: u64,
     /// Per app: connections established on this core.
-    pub app_connections: Vec<u64>,
+    pub(crate) app_connections: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
-pub enum Question {
+pub(crate) enum Question {
     Channels(Arc<ChannelQuery>),
     Report,
 }
 
 #[derive(Debug)]
-pub enum Answer {
+pub(crate) enum Answer {
     Channels(Rows),
     Report(Box<CoreReport>),
 }
 
 /// Merges rows from several cores: subscriptions add up; the owner's user count and members win.
-pub fn merge(into: &mut Rows, from: Rows) {
+pub(crate) fn merge(into: &mut Rows, from: Rows) {
     for (name, row) in from {
         let r = into.entry(name).or_default();
         r.subscriptions += row.subscriptions;
@@ -83,7 +99,7 @@ pub fn merge(into: &mut Rows, from: Rows) {
 
 /// What the waiting HTTP request will make of the answers.
 #[derive(Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// GET /channels: the occupied channels, with user counts (presence) and/or
     /// subscription counts when asked.
     ChannelList { user_count: bool, subscription_count: bool },
@@ -107,21 +123,32 @@ pub enum Reply {
 
 /// Who waits for a query's answer.
 #[derive(Debug)]
-pub enum Target {
-    /// An HTTP request on this core, answered with `reply` rendered.
+pub(crate) enum Target {
+    /// An HTTP request on this core (generation-checked: if the connection went, nobody is
+    /// answered), answered with `reply` rendered.
     Http { conn: ConnKey, keep_alive: bool, reply: Reply },
     /// Another node's query `id`: the rows go back to it (through the Redis bridge).
-    Node { node: u32, id: u64 },
+    Node { node: NodeId, id: u64 },
 }
 
 /// A query waiting for other cores (then, in a cluster, for the other nodes).
-pub struct Pending {
-    pub target: Target,
-    pub waiting: u32,
-    pub rows: Rows,
-    pub reports: Vec<CoreReport>,
+pub(crate) struct Pending {
+    pub(crate) target: Target,
+    /// Cores that have not answered yet.
+    pub(crate) waiting: Vec<CoreId>,
+    pub(crate) rows: Rows,
+    pub(crate) reports: Vec<CoreReport>,
     /// The channel question, kept to forward it to the cluster once the cores answered.
-    pub question: Option<std::sync::Arc<ChannelQuery>>,
+    pub(crate) question: Option<Arc<ChannelQuery>>,
     /// The cluster's answer is awaited (the cores' are in).
-    pub in_cluster: bool,
+    pub(crate) in_cluster: bool,
+    /// Core second after which the query is answered with what it has (503 for HTTP).
+    pub(crate) deadline: u32,
+}
+
+/// The queries a core waits on.
+#[derive(Default)]
+pub(crate) struct Queries {
+    pub(crate) pending: HashMap<u64, Pending, FxBuildHasher>,
+    pub(crate) next: u64,
 }

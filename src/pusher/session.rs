@@ -3,24 +3,30 @@
 
 use serde_json::value::RawValue;
 
+use super::apps::AppIdx;
+use super::conn_state::{PusherConn, flag};
 use super::messages::{self, MemberError, SigninData, SubscribeData};
 use super::names::{self, Kind, NameError};
 use super::peer::PeerMsg;
-use super::{CACHE_TTL, owner_of};
-use crate::core::Core;
-use crate::core::conn::{ConnKey, flag};
+use super::{CACHE_TTL, Net, Pusher, owner_of};
+use crate::core::conn::ConnKey;
+use crate::core::service::{Refusal, Upgrade};
 
 /// Protocol versions accepted on `/app/{key}?protocol=N`.
 const PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
 
-impl Core {
-    /// Which app a `/app/{key}` request is for, or the error to greet it with.
-    pub(crate) fn pusher_greeting(&self, app_key: &str, query: &str) -> (u16, Option<(u16, String)>) {
-        let Some(app) = self.pusher.app_by_key(app_key) else {
-            return (0, Some((4001, format!("App key {app_key} does not exist"))));
+impl Pusher {
+    /// The connection state for a `/app/{key}` upgrade, or the error to greet it with.
+    pub(crate) fn greeting(&self, app_key: &str, query: &str) -> Upgrade<PusherConn> {
+        let refuse = |app: AppIdx, code: u16, message: String| Upgrade {
+            state: PusherConn { app, ..PusherConn::default() },
+            refusal: Some(Refusal { code, message }),
         };
-        if !self.pusher.apps[app as usize].enabled {
-            return (app, Some((4003, "Application is disabled".into())));
+        let Some(app) = self.apps.by_key(app_key) else {
+            return refuse(AppIdx(0), 4001, format!("App key {app_key} does not exist"));
+        };
+        if !self.app(app).enabled {
+            return refuse(app, 4003, "Application is disabled".into());
         }
         let protocol = form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == "protocol")
@@ -29,62 +35,45 @@ impl Core {
             // Absent: protocol 7, as soketi and Reverb assume.
             None => {}
             Some(Ok(p)) if PROTOCOLS.contains(&p) => {}
-            Some(Ok(p)) => return (app, Some((4007, format!("Unsupported protocol version {p}: use 7")))),
-            Some(Err(_)) => return (app, Some((4007, "Unsupported protocol version: use 7".into()))),
+            Some(Ok(p)) => return refuse(app, 4007, format!("Unsupported protocol version {p}: use 7")),
+            Some(Err(_)) => return refuse(app, 4007, "Unsupported protocol version: use 7".into()),
         }
-        (app, None)
+        Upgrade { state: PusherConn { app, ..PusherConn::default() }, refusal: None }
     }
 
-    /// The WebSocket is open: greet it, or refuse it with `pusher:error` and a close.
-    pub(crate) fn pusher_open(&mut self, key: ConnKey, refusal: Option<(u16, String)>) {
-        if let Some((code, message)) = refusal {
-            return self.pusher_fail(key, code, &message);
+    /// The WebSocket is open: greet it (once the app's quota admits it), or refuse it with
+    /// `pusher:error` and a close.
+    pub(crate) fn open(&mut self, e: &mut Net, key: ConnKey, refusal: Option<Refusal>) {
+        if let Some(r) = refusal {
+            return self.fail(e, key, r.code, &r.message);
         }
-        let Some(conn) = self.conn(key) else { return };
-        let app = conn.app as usize;
-        if self.pusher.apps[app].max_connections == 0 {
-            return self.pusher_established(key);
+        let Some(conn) = e.conn(key) else { return };
+        let app = conn.ext.app;
+        if self.app(app).max_connections == 0 {
+            return self.established(e, key);
         }
-        let owner = owner_of(app as u32, "", self.settings.shards);
-        let from = self.socket_ref(key);
-        if owner == self.shard {
-            let granted = self.quota_reserve(app as u32);
-            self.quota_answer(key, app as u32, granted);
-        } else {
-            self.send_to_peer(owner, PeerMsg::AppReserve { app: app as u32, from });
-        }
+        self.reserve_quota(e, key, app);
     }
 
-    /// The app's owner core answered a quota reservation.
-    pub(crate) fn quota_answer(&mut self, key: ConnKey, app: u32, granted: bool) {
-        let alive = self.conn(key).is_some_and(|c| c.phase == crate::core::conn::Phase::Open);
-        match (granted, alive) {
-            (true, true) => self.pusher_established(key),
-            (false, true) => self.pusher_fail(key, 4004, "Application is over connection quota"),
-            // Gone meanwhile: give the reservation back.
-            (true, false) => self.quota_release(app),
-            (false, false) => {}
-        }
-    }
-
-    fn pusher_established(&mut self, key: ConnKey) {
-        let socket_id = self.socket_ref(key).format();
-        let Some(conn) = self.conn_mut(key) else { return };
-        conn.set(flag::ADMITTED);
-        let app = conn.app as usize;
-        self.pusher.connections[app] += 1;
-        self.send(key, messages::connection_established(&socket_id, self.settings.activity_timeout));
+    pub(crate) fn established(&mut self, e: &mut Net, key: ConnKey) {
+        let socket_id = self.socket_ref(e, key).format();
+        let activity_timeout = e.settings().activity_timeout;
+        let Some(conn) = e.conn_mut(key) else { return };
+        conn.svc_flags |= flag::ADMITTED;
+        let app = conn.ext.app;
+        self.connections[app.index()] += 1;
+        e.send(key, messages::connection_established(&socket_id, activity_timeout));
     }
 
     /// Sends `pusher:error` with a closing code, then closes with that code.
-    pub(crate) fn pusher_fail(&mut self, key: ConnKey, code: u16, message: &str) {
-        self.send(key, messages::error(Some(code), message, None));
-        self.close_ws(key, code, message);
+    pub(crate) fn fail(&mut self, e: &mut Net, key: ConnKey, code: u16, message: &str) {
+        e.send(key, messages::error(Some(code), message, None));
+        e.close_ws(key, code, message);
     }
 
     /// A text message from a Pusher client.
-    pub(crate) fn pusher_text(&mut self, key: ConnKey, text: &[u8]) {
-        if !self.conn(key).is_some_and(|c| c.has(flag::ADMITTED)) {
+    pub(crate) fn text(&mut self, e: &mut Net, key: ConnKey, text: &[u8]) {
+        if e.conn(key).is_none_or(|c| c.svc_flags & flag::ADMITTED == 0) {
             return;
         }
         let Some(msg) = messages::parse_client(text) else {
@@ -92,136 +81,151 @@ impl Core {
             return;
         };
         match msg.event.as_ref() {
-            "pusher:ping" => self.send(key, messages::pong()),
+            "pusher:ping" => e.send(key, messages::pong()),
             "pusher:pong" => {}
             "pusher:subscribe" => match messages::parse_data::<SubscribeData>(msg.data) {
-                Some(d) => self.subscribe(key, d),
+                Some(d) => self.subscribe(e, key, d),
                 None => log::debug!("ignoring pusher:subscribe without data"),
             },
             "pusher:unsubscribe" => {
                 if let Some(channel) = messages::parse_data::<SubscribeData>(msg.data).and_then(|d| d.channel)
                 {
-                    self.unsubscribe(key, &channel);
+                    self.unsubscribe(e, key, &channel);
                 }
             }
             "pusher:signin" => {
-                self.signin(key, messages::parse_data::<SigninData>(msg.data).unwrap_or_default())
+                self.signin(e, key, messages::parse_data::<SigninData>(msg.data).unwrap_or_default())
             }
             name if name.starts_with("client-") => {
-                self.client_event(key, name, msg.channel.as_deref(), msg.data);
+                self.client_event(e, key, name, msg.channel.as_deref(), msg.data);
             }
             other => log::debug!("ignoring unknown event {other:?}"),
         }
     }
 
-    fn subscription_error(&mut self, key: ConnKey, channel: &str, kind: &str, error: &str, status: u16) {
-        self.send(key, messages::subscription_error(channel, kind, error, status));
+    fn subscription_error(e: &mut Net, key: ConnKey, channel: &str, kind: &str, error: &str, status: u16) {
+        e.send(key, messages::subscription_error(channel, kind, error, status));
     }
 
-    fn subscribe(&mut self, key: ConnKey, d: SubscribeData) {
-        let Some(channel) = d.channel else { return };
-        let Some(conn) = self.conn(key) else { return };
-        let app_idx = conn.app as u32;
-        let app = &self.pusher.apps[app_idx as usize];
-        let class = match names::validate(&channel, app.max_channel_name_length) {
+    fn subscribe(&mut self, e: &mut Net, key: ConnKey, d: SubscribeData) {
+        let Some(channel) = d.channel.clone() else { return };
+        let Some(conn) = e.conn(key) else { return };
+        let app = conn.ext.app;
+        let a = self.app(app);
+        let class = match names::validate(&channel, a.max_channel_name_length) {
             Ok(c) => c,
-            Err(e) => {
-                let kind = if e == NameError::TooLong { "LimitReached" } else { "InvalidChannel" };
-                let msg = e.message(app.max_channel_name_length);
-                return self.subscription_error(key, &channel, kind, &msg, 4009);
+            Err(err) => {
+                let kind = if err == NameError::TooLong { "LimitReached" } else { "InvalidChannel" };
+                let msg = err.message(a.max_channel_name_length);
+                return Self::subscription_error(e, key, &channel, kind, &msg, 4009);
             }
         };
-        if let Some(id) = self.pusher.channels.lookup(app_idx, &channel)
-            && conn.subs.contains(id)
+        if let Some(id) = self.channels.lookup(app, &channel)
+            && self.is_subscribed(e, key, id)
         {
             // Already subscribed (or joining): confirm again, except presence, which confirms
             // once the owner answers.
             if class.kind != Kind::Presence {
-                self.send(key, messages::subscription_succeeded(&channel, "{}"));
+                e.send(key, messages::subscription_succeeded(&channel, "{}"));
             }
             return;
         }
-        if conn.subs.len() >= app.max_channels_per_connection {
-            let msg =
-                format!("A connection may subscribe to at most {} channels", app.max_channels_per_connection);
-            return self.subscription_error(key, &channel, "LimitReached", &msg, 4100);
+        let max_channels = a.max_channels_per_connection;
+        if self.sub_count(e, key) >= max_channels {
+            let msg = format!("A connection may subscribe to at most {max_channels} channels");
+            return Self::subscription_error(e, key, &channel, "LimitReached", &msg, 4100);
         }
-        let socket_id = self.socket_ref(key).format();
-        let auth = d.auth.as_deref().unwrap_or("");
-        let (app_key, secret) = (app.key.clone(), app.secret.clone());
-        let max_info = app.max_presence_member_bytes;
-        let user_auth = app.user_authentication;
-        let unauthorized = |core: &mut Core| {
-            let msg = format!("Invalid signature for socket {socket_id} and channel {channel}");
-            core.subscription_error(key, &channel, "AuthError", &msg, 401);
-        };
-        match class.kind {
-            Kind::Public => {}
-            Kind::Private | Kind::Encrypted => {
-                if !super::auth::channel_auth_ok(&app_key, &secret, &socket_id, &channel, None, auth) {
-                    return unauthorized(self);
+        if let Err((kind, msg, status)) = self.authorize(e, key, app, &channel, class.kind, &d) {
+            return Self::subscription_error(e, key, &channel, kind, &msg, status);
+        }
+        if class.kind == Kind::Presence {
+            let data = d.channel_data.as_deref().unwrap_or("");
+            let max_info = self.app(app).max_presence_member_bytes;
+            let member = match messages::parse_member(data, max_info) {
+                Ok(m) => m,
+                Err(MemberError::Invalid(why)) => {
+                    return Self::subscription_error(e, key, &channel, "AuthError", why, 401);
                 }
-            }
-            Kind::User => {
-                let wanted = &channel[names::USER_PREFIX.len()..];
-                let signed_in = self.pusher.signed_in.get(&key.idx).is_some_and(|u| &**u == wanted);
-                if !user_auth || !signed_in {
-                    let msg = "Sign in as this user before subscribing to its #server-to-user- channel";
-                    return self.subscription_error(key, &channel, "AuthError", msg, 401);
+                Err(MemberError::IdTooLong) => {
+                    let msg = "The user_id is longer than 128 characters";
+                    return Self::subscription_error(e, key, &channel, "LimitReached", msg, 4009);
+                }
+                Err(MemberError::InfoTooLarge) => {
+                    let msg = format!("The user_info of a presence member is over {max_info} bytes");
+                    return Self::subscription_error(e, key, &channel, "LimitReached", &msg, 4301);
+                }
+            };
+            return self.presence_subscribe(e, key, app, &channel, class, member);
+        }
+        let id = self.channels.intern(app, &channel, class);
+        let subs = &mut self.channels.get_mut(id).expect("interned").subscribers;
+        subs.insert(key.idx);
+        let now = subs.len();
+        self.subscribers_changed(e, app, &channel, now - 1, now);
+        self.add_sub(e, key, id);
+        e.send(key, messages::subscription_succeeded(&channel, "{}"));
+        if class.cache {
+            self.send_cached(e, key, app, &channel);
+        }
+    }
+
+    /// Checks a subscription's signature (private, encrypted, presence) or sign-in
+    /// (`#server-to-user-`); the error is (kind, message, status).
+    fn authorize(
+        &self,
+        e: &Net,
+        key: ConnKey,
+        app: AppIdx,
+        channel: &str,
+        kind: Kind,
+        d: &SubscribeData,
+    ) -> Result<(), (&'static str, String, u16)> {
+        let a = self.app(app);
+        let socket_id = self.socket_ref(e, key).format();
+        let auth = d.auth.as_deref().unwrap_or("");
+        let unauthorized =
+            || ("AuthError", format!("Invalid signature for socket {socket_id} and channel {channel}"), 401);
+        match kind {
+            Kind::Public => Ok(()),
+            Kind::Private | Kind::Encrypted => {
+                if super::auth::channel_auth_ok(&a.key, &a.secret, &socket_id, channel, None, auth) {
+                    Ok(())
+                } else {
+                    Err(unauthorized())
                 }
             }
             Kind::Presence => {
                 let data = d.channel_data.as_deref().unwrap_or("");
-                if !super::auth::channel_auth_ok(&app_key, &secret, &socket_id, &channel, Some(data), auth) {
-                    return unauthorized(self);
+                if super::auth::channel_auth_ok(&a.key, &a.secret, &socket_id, channel, Some(data), auth) {
+                    Ok(())
+                } else {
+                    Err(unauthorized())
                 }
-                let member = match messages::parse_member(data, max_info) {
-                    Ok(m) => m,
-                    Err(MemberError::Invalid(why)) => {
-                        return self.subscription_error(key, &channel, "AuthError", why, 401);
-                    }
-                    Err(MemberError::IdTooLong) => {
-                        return self.subscription_error(
-                            key,
-                            &channel,
-                            "LimitReached",
-                            "The user_id is longer than 128 characters",
-                            4009,
-                        );
-                    }
-                    Err(MemberError::InfoTooLarge) => {
-                        let msg = format!("The user_info of a presence member is over {max_info} bytes");
-                        return self.subscription_error(key, &channel, "LimitReached", &msg, 4301);
-                    }
-                };
-                return self.presence_subscribe(key, app_idx, &channel, class, member);
             }
-        }
-        let id = self.pusher.channels.intern(app_idx, &channel, class);
-        let subs = &mut self.pusher.channels.get_mut(id).expect("interned").subscribers;
-        subs.insert(key.idx);
-        let now = subs.len();
-        self.subscribers_changed(app_idx, &channel, now - 1, now);
-        if let Some(conn) = self.conn_mut(key) {
-            conn.subs.insert(id);
-        }
-        self.send(key, messages::subscription_succeeded(&channel, "{}"));
-        if class.cache {
-            self.send_cached(key, app_idx, &channel);
+            Kind::User => {
+                let wanted = &channel[names::USER_PREFIX.len()..];
+                let signed_in = self.signed_in.get(&key.idx).is_some_and(|u| &**u == wanted);
+                if a.user_authentication && signed_in {
+                    Ok(())
+                } else {
+                    let msg = "Sign in as this user before subscribing to its #server-to-user- channel";
+                    Err(("AuthError", msg.into(), 401))
+                }
+            }
         }
     }
 
     /// Sends a cache channel's last event, or `pusher:cache_miss`.
-    pub(crate) fn send_cached(&mut self, key: ConnKey, app: u32, channel: &str) {
-        let now = self.now;
-        let hit = self.pusher.cache[app as usize]
+    pub(crate) fn send_cached(&mut self, e: &mut Net, key: ConnKey, app: AppIdx, channel: &str) {
+        let now = e.now();
+        let hit = self.cache[app.index()]
             .get(channel)
             .filter(|c| now.saturating_sub(c.at) < CACHE_TTL)
             .map(|c| c.frame.clone());
         match hit {
-            Some(frame) => self.send(key, frame),
+            Some(frame) => e.send(key, frame),
             None => {
-                self.send(key, messages::cache_miss(channel));
+                e.send(key, messages::cache_miss(channel));
                 self.webhook(app, serde_json::json!({"name": "cache_miss", "channel": channel}));
             }
         }
@@ -229,164 +233,164 @@ impl Core {
 
     fn presence_subscribe(
         &mut self,
+        e: &mut Net,
         key: ConnKey,
-        app: u32,
+        app: AppIdx,
         channel: &str,
         class: names::Class,
         member: messages::Member,
     ) {
-        let id = self.pusher.channels.intern(app, channel, class);
-        self.pusher.channels.get_mut(id).expect("interned").pending += 1;
-        if let Some(conn) = self.conn_mut(key) {
-            conn.subs.insert(id);
-        }
-        self.pusher.memberships.insert((key.idx, id), member.clone());
-        let from = self.socket_ref(key);
-        let owner = owner_of(app, channel, self.settings.shards);
-        if owner == self.shard {
-            self.presence_join(app, channel, from, member);
+        let id = self.channels.intern(app, channel, class);
+        self.channels.get_mut(id).expect("interned").pending += 1;
+        self.add_sub(e, key, id);
+        self.memberships.insert((key.idx, id), member.clone());
+        let from = self.socket_ref(e, key);
+        let owner = owner_of(app, channel, e.settings().cores);
+        if owner == e.shard() {
+            self.presence_join(e, app, channel, from, member);
         } else {
-            self.send_to_peer(owner, PeerMsg::PresenceJoin { app, channel: channel.into(), from, member });
+            e.send_to_peer(owner, PeerMsg::PresenceJoin { app, channel: channel.into(), from, member });
         }
     }
 
-    fn unsubscribe(&mut self, key: ConnKey, channel: &str) {
-        let Some(conn) = self.conn(key) else { return };
-        let app = conn.app as u32;
-        let Some(id) = self.pusher.channels.lookup(app, channel) else { return };
-        let Some(conn) = self.conn_mut(key) else { return };
-        if !conn.subs.remove(id) {
-            return;
+    fn unsubscribe(&mut self, e: &mut Net, key: ConnKey, channel: &str) {
+        let Some(conn) = e.conn(key) else { return };
+        let app = conn.ext.app;
+        let Some(id) = self.channels.lookup(app, channel) else { return };
+        if self.remove_sub(e, key, id) {
+            self.leave_channel(e, key, app, id);
         }
-        self.leave_channel(key, app, id);
     }
 
     /// Removes the connection from channel `id` here, and from its presence membership.
-    fn leave_channel(&mut self, key: ConnKey, app: u32, id: u32) {
-        let Some(ch) = self.pusher.channels.get_mut(id) else { return };
+    fn leave_channel(&mut self, e: &mut Net, key: ConnKey, app: AppIdx, id: super::channels::ChannelId) {
+        let Some(ch) = self.channels.get_mut(id) else { return };
         let was = ch.subscribers.len();
         ch.subscribers.remove(&key.idx);
         let now = ch.subscribers.len();
         let name = ch.name.clone();
         if now != was {
-            self.subscribers_changed(app, &name, was, now);
+            self.subscribers_changed(e, app, &name, was, now);
         }
-        if let Some(member) = self.pusher.memberships.remove(&(key.idx, id)) {
-            let from = self.socket_ref(key);
-            let owner = owner_of(app, &name, self.settings.shards);
-            if owner == self.shard {
-                self.presence_leave(app, &name, &member.id, from);
+        if let Some(member) = self.memberships.remove(&(key.idx, id)) {
+            let from = self.socket_ref(e, key);
+            let owner = owner_of(app, &name, e.settings().cores);
+            if owner == e.shard() {
+                self.presence_leave(e, app, &name, &member.id, from);
             } else {
-                self.send_to_peer(
-                    owner,
-                    PeerMsg::PresenceLeave { app, channel: name, user_id: member.id.into(), from },
-                );
+                let msg = PeerMsg::PresenceLeave { app, channel: name, user_id: member.id.into(), from };
+                e.send_to_peer(owner, msg);
             }
         }
-        self.pusher.channels.release_if_unused(id);
+        self.channels.release_if_unused(id);
     }
 
-    fn signin(&mut self, key: ConnKey, d: SigninData) {
-        let Some(conn) = self.conn(key) else { return };
-        let app_idx = conn.app;
-        let app = &self.pusher.apps[app_idx as usize];
-        if !app.user_authentication {
+    fn signin(&mut self, e: &mut Net, key: ConnKey, d: SigninData) {
+        let Some(conn) = e.conn(key) else { return };
+        let app = conn.ext.app;
+        let a = self.app(app);
+        if !a.user_authentication {
             let msg = "User authentication is not enabled for this app";
-            return self.send(key, messages::error(None, msg, None));
+            return e.send(key, messages::error(None, msg, None));
         }
-        let socket_id = self.socket_ref(key).format();
+        let socket_id = self.socket_ref(e, key).format();
         let (auth, user_data) = (d.auth.unwrap_or_default(), d.user_data.unwrap_or_default());
-        let user = if super::auth::signin_auth_ok(&app.key, &app.secret, &socket_id, &user_data, &auth) {
+        let user = if super::auth::signin_auth_ok(&a.key, &a.secret, &socket_id, &user_data, &auth) {
             messages::parse_user_id(&user_data).filter(|id| names::valid_user_id(id))
         } else {
             None
         };
         let Some(user) = user else {
-            return self.pusher_fail(key, 4009, "Connection not authorized.");
+            return self.fail(e, key, 4009, "Connection not authorized.");
         };
-        match self.pusher.signed_in.get(&key.idx) {
+        match self.signed_in.get(&key.idx) {
             Some(current) if **current == *user => {}
             Some(_) => {
-                return self.pusher_fail(
-                    key,
-                    4009,
-                    "Connection not authorized: already signed in as another user.",
-                );
+                let msg = "Connection not authorized: already signed in as another user.";
+                return self.fail(e, key, 4009, msg);
             }
             None => {
-                self.pusher.signed_in.insert(key.idx, user.clone().into());
-                self.pusher.users[app_idx as usize].entry(user.into()).or_default().push(key.idx);
-                if let Some(conn) = self.conn_mut(key) {
-                    conn.set(flag::SIGNED_IN);
+                self.signed_in.insert(key.idx, user.clone().into());
+                self.users[app.index()].entry(user.into()).or_default().push(key.idx);
+                if let Some(conn) = e.conn_mut(key) {
+                    conn.svc_flags |= flag::SIGNED_IN;
                 }
             }
         }
-        self.send(key, messages::signin_success(&user_data));
+        e.send(key, messages::signin_success(&user_data));
     }
 
-    fn client_event(&mut self, key: ConnKey, event: &str, channel: Option<&str>, data: Option<&RawValue>) {
-        let Some(conn) = self.conn(key) else { return };
-        let app_idx = conn.app as u32;
-        let app = &self.pusher.apps[app_idx as usize];
+    fn client_event(
+        &mut self,
+        e: &mut Net,
+        key: ConnKey,
+        event: &str,
+        channel: Option<&str>,
+        data: Option<&RawValue>,
+    ) {
+        let Some(conn) = e.conn(key) else { return };
+        let app = conn.ext.app;
+        let a = self.app(app);
         let Some(channel) = channel else { return };
-        if !app.client_events {
+        if !a.client_events {
             let msg = "Client events are not enabled for this app";
-            return self.send(key, messages::error(None, msg, Some(channel)));
+            return e.send(key, messages::error(None, msg, Some(channel)));
         }
         if !names::classify(channel).allows_client_events() {
             let msg = "Client events are only allowed on private and presence channels";
-            return self.send(key, messages::error(None, msg, Some(channel)));
+            return e.send(key, messages::error(None, msg, Some(channel)));
         }
         let data = data.map_or("null", |d| d.get());
-        if event.len() > 200 || data.len() > app.max_event_bytes {
+        if event.len() > 200 || data.len() > a.max_event_bytes {
             let msg =
-                format!("Client event name over 200 characters or data over {} bytes", app.max_event_bytes);
-            return self.send(key, messages::error(None, &msg, Some(channel)));
+                format!("Client event name over 200 characters or data over {} bytes", a.max_event_bytes);
+            return e.send(key, messages::error(None, &msg, Some(channel)));
         }
-        let limit = app.client_event_rate;
+        let limit = a.client_event_rate;
         // Only subscribers (whose subscription succeeded) may send; others are ignored.
-        let Some(id) = self.pusher.channels.lookup(app_idx, channel) else { return };
-        let subscribed = self.pusher.channels.get(id).is_some_and(|c| c.subscribers.contains(&key.idx));
-        if !subscribed {
+        let Some(id) = self.channels.lookup(app, channel) else { return };
+        if !self.channels.get(id).is_some_and(|c| c.subscribers.contains(&key.idx)) {
             return;
         }
-        let second = self.now as u16;
-        let Some(conn) = self.conn_mut(key) else { return };
-        if conn.rate_second != second {
-            conn.rate_second = second;
-            conn.rate_count = 0;
+        // The low 16 bits of the second: a window is told apart from the one 18 hours earlier.
+        let second = (e.now() & 0xffff) as u16;
+        let Some(conn) = e.conn_mut(key) else { return };
+        let st = &mut conn.ext;
+        if st.rate_second != second {
+            st.rate_second = second;
+            st.rate_count = 0;
         }
-        if conn.rate_count >= limit {
+        if st.rate_count >= limit {
             let msg = format!("Client event rejected: over the rate limit of {limit} per second");
-            return self.send(key, messages::error(Some(4301), &msg, Some(channel)));
+            return e.send(key, messages::error(Some(4301), &msg, Some(channel)));
         }
-        conn.rate_count += 1;
-        let user_id = self.pusher.memberships.get(&(key.idx, id)).map(|m| m.id_json.clone());
-        let frame = messages::client_event(event, channel, data, user_id.as_deref());
-        let sender = self.socket_ref(key);
-        self.publish(app_idx, channel, frame, Some(sender), None);
-        if !self.pusher.apps[app_idx as usize].webhooks.is_empty() {
+        st.rate_count += 1;
+        let member = self.memberships.get(&(key.idx, id));
+        let frame = messages::client_event(event, channel, data, member.map(|m| m.id_json.as_str()));
+        let sender = self.socket_ref(e, key);
+        let user_id = member.map(|m| m.id.clone());
+        self.publish(e, app, channel, frame, Some(sender), None);
+        if !self.app(app).webhooks.is_empty() {
             let mut hook = serde_json::json!({"name": "client_event", "channel": channel, "event": event,
                 "socket_id": sender.format()});
             hook["data"] = serde_json::from_str(data).unwrap_or(serde_json::Value::Null);
-            if let Some(m) = self.pusher.memberships.get(&(key.idx, id)) {
-                hook["user_id"] = serde_json::Value::String(m.id.clone());
+            if let Some(user_id) = user_id {
+                hook["user_id"] = serde_json::Value::String(user_id);
             }
-            self.webhook(app_idx, hook);
+            self.webhook(app, hook);
         }
     }
 
     /// The connection is going away: leave its channels, sign it out, release its quota.
-    pub(crate) fn pusher_close(&mut self, key: ConnKey) {
-        let Some(conn) = self.conn_mut(key) else { return };
-        let app = conn.app as u32;
-        let admitted = conn.has(flag::ADMITTED);
-        let subs = conn.subs.take_all();
-        for id in subs {
-            self.leave_channel(key, app, id);
+    pub(crate) fn close(&mut self, e: &mut Net, key: ConnKey) {
+        let Some(conn) = e.conn(key) else { return };
+        let app = conn.ext.app;
+        let admitted = conn.svc_flags & flag::ADMITTED != 0;
+        for id in self.take_subs(e, key) {
+            self.leave_channel(e, key, app, id);
         }
-        if let Some(user) = self.pusher.signed_in.remove(&key.idx) {
-            let users = &mut self.pusher.users[app as usize];
+        if let Some(user) = self.signed_in.remove(&key.idx) {
+            let users = &mut self.users[app.index()];
             if let Some(conns) = users.get_mut(&user) {
                 conns.retain(|&c| c != key.idx);
                 if conns.is_empty() {
@@ -395,10 +399,33 @@ impl Core {
             }
         }
         if admitted {
-            self.pusher.connections[app as usize] -= 1;
-            if self.pusher.apps[app as usize].max_connections > 0 {
-                self.quota_release(app);
+            let n = &mut self.connections[app.index()];
+            *n = n.saturating_sub(1);
+            if self.app(app).max_connections > 0 {
+                self.release_quota(e, app);
             }
         }
+    }
+}
+
+impl Pusher {
+    /// Closes this core's connections signed in as `user_id` (4009).
+    pub(crate) fn terminate_local(&mut self, e: &mut Net, app: AppIdx, user_id: &str) {
+        let Some(conns) = self.users[app.index()].get(user_id).cloned() else { return };
+        for idx in conns {
+            let Some((key, _)) = e.conn_at(idx) else { continue };
+            self.fail(e, key, 4009, "You got disconnected by the app.");
+        }
+    }
+
+    /// Closes every connection signed in as `user_id`, on every core (and node).
+    pub(crate) fn terminate_user(&mut self, e: &mut Net, app: AppIdx, user_id: &str) {
+        if self.cluster.is_some() {
+            let _ = self.cluster_send(super::wire::ClusterOut::Terminate { app, user_id: user_id.into() });
+        }
+        for peer in e.peers() {
+            e.send_to_peer(peer, PeerMsg::TerminateUser { app, user_id: user_id.into() });
+        }
+        self.terminate_local(e, app, user_id);
     }
 }

@@ -1,39 +1,38 @@
-//! The Pusher layer driven without sockets: two cores whose mesh is a loop in the test, and a
-//! fake socket that records what each connection would have received.
+//! The Pusher layer driven without sockets: several cores whose mesh is a loop in the test, and
+//! fake sockets that record what each connection would have received.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use serde_json::{Value, json};
 
-use crate::config::Config;
+use crate::core::Core;
 use crate::core::conn::ConnKey;
-use crate::core::io::SocketIo;
-use crate::core::{Core, Settings};
+use crate::core::engine::Settings;
+use crate::core::io::{CoreId, Outlet};
+use crate::core::testing::FakeSocket;
+use crate::pusher::apps::{App, AppIdx};
 use crate::pusher::auth;
-use crate::pusher::socket_id::SocketRef;
+use crate::pusher::socket_id::{NodeId, SocketRef};
+use crate::pusher::wire::Hook;
+use crate::pusher::{Pusher, query::CoreReport};
 
-#[derive(Clone, Default)]
-struct Wire(Rc<RefCell<HashMap<i32, Vec<u8>>>>);
-
-impl SocketIo for Wire {
-    fn send(&self, fd: i32, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().entry(fd).or_default().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-}
+const APP: AppIdx = AppIdx(0);
 
 struct Cluster {
-    cores: Vec<Core>,
-    wire: Wire,
-    next_fd: i32,
+    cores: Vec<Core<Pusher>>,
+}
+
+/// What a test may change before the cores start.
+struct Setup {
+    settings: Settings,
+    apps: Vec<App>,
 }
 
 struct Client {
     shard: usize,
     key: ConnKey,
-    fd: i32,
+    sock: FakeSocket,
     socket_id: String,
 }
 
@@ -44,35 +43,60 @@ fn masked(payload: &[u8]) -> Vec<u8> {
     crate::protocol::decoder::tests_support::client_frame(true, 1, payload, [1, 2, 3, 4])
 }
 
+fn no_metrics(_: &[CoreReport], _: &[App]) -> String {
+    String::new()
+}
+
+/// Webhook events a core queued, kept in the test.
+#[derive(Clone, Default)]
+struct HookLog(Rc<RefCell<Vec<Hook>>>);
+
+impl Outlet<Hook> for HookLog {
+    fn push(&mut self, hook: Hook) -> Result<(), Hook> {
+        self.0.borrow_mut().push(hook);
+        Ok(())
+    }
+}
+
 impl Cluster {
-    fn new(shards: u32, tweak: impl Fn(&mut Config)) -> Cluster {
-        let mut cfg = Config { cores: 1, ..Config::default() };
-        cfg.apps.push(crate::pusher::apps::App::development());
+    fn new(shards: u16, tweak: impl Fn(&mut Setup)) -> Cluster {
+        let mut cfg = Setup {
+            settings: Settings { cores: shards, ..Settings::default() },
+            apps: vec![App::development()],
+        };
         tweak(&mut cfg);
-        let wire = Wire::default();
         let cores = (0..shards)
             .map(|s| {
-                let mut settings = Settings::from_config(&cfg, 7);
-                settings.shards = shards;
-                let mut core = Core::new(s, settings, Box::new(wire.clone()), 0);
-                core.set_unix_time(1_700_000_000);
+                let pusher = Pusher::new(crate::pusher::Config {
+                    apps: cfg.apps.clone(),
+                    node: NodeId(7),
+                    metrics: no_metrics,
+                    faults: false,
+                });
+                let mut core = Core::new(CoreId(s), cfg.settings.clone(), pusher, 0);
+                core.tick(0, 1_700_000_000);
                 core
             })
             .collect();
-        Cluster { cores, wire, next_fd: 10 }
+        Cluster { cores }
     }
 
-    /// Delivers every queued cross-core message until none is left.
+    /// Delivers every queued cross-core message and writes every queued frame, until nothing
+    /// moves.
     fn pump(&mut self) {
         loop {
             let mut moved = false;
             for from in 0..self.cores.len() {
                 for to in 0..self.cores.len() {
-                    while let Some(msg) = self.cores[from].next_for_peer(to) {
+                    let peer = CoreId(to as u16);
+                    while let Some(msg) = self.cores[from].e.next_for_peer(peer) {
                         self.cores[to].on_peer(msg);
                         moved = true;
                     }
                 }
+            }
+            for core in &mut self.cores {
+                while core.flush(usize::MAX) {}
             }
             if !moved {
                 return;
@@ -81,8 +105,8 @@ impl Cluster {
     }
 
     fn feed(&mut self, c: &Client, bytes: &[u8]) {
-        let mut buf = bytes.to_vec();
-        self.cores[c.shard].on_read(c.key, &mut buf);
+        c.sock.push_input(bytes);
+        self.cores[c.shard].run_conn(c.key, &c.sock);
         self.pump();
     }
 
@@ -95,36 +119,53 @@ impl Cluster {
     }
 
     fn connect_with(&mut self, shard: usize, request: &str) -> Client {
-        let fd = self.next_fd;
-        self.next_fd += 1;
-        let key = self.cores[shard].accept(fd);
-        let mut c = Client { shard, key, fd, socket_id: String::new() };
+        let (key, sock) = self.cores[shard].accept_fake();
+        let mut c = Client { shard, key, sock, socket_id: String::new() };
         self.feed(&c, request.as_bytes());
         let out = self.take(&c);
         if let Some(est) = out.iter().find(|m| m["event"] == "pusher:connection_established") {
             let data: Value = serde_json::from_str(est["data"].as_str().unwrap()).unwrap();
             c.socket_id = data["socket_id"].as_str().unwrap().to_string();
         } else {
-            self.wire.0.borrow_mut().insert(fd, raw_frames(&out));
+            c.sock.0.borrow_mut().output = raw_frames(&out);
         }
         c
     }
 
     /// Text messages the client received since the last call, parsed.
     fn take(&mut self, c: &Client) -> Vec<Value> {
-        let bytes = self.wire.0.borrow_mut().remove(&c.fd).unwrap_or_default();
-        parse_frames(&bytes)
+        parse_frames(&c.sock.take())
     }
 
     /// A plain HTTP request on a new connection; the raw response.
     fn http(&mut self, shard: usize, request: &str) -> String {
-        let fd = self.next_fd;
-        self.next_fd += 1;
-        let key = self.cores[shard].accept(fd);
-        let mut buf = request.as_bytes().to_vec();
-        self.cores[shard].on_read(key, &mut buf);
+        let (key, sock) = self.cores[shard].accept_fake();
+        sock.push_input(request.as_bytes());
+        self.cores[shard].run_conn(key, &sock);
         self.pump();
-        String::from_utf8(self.wire.0.borrow_mut().remove(&fd).unwrap_or_default()).unwrap()
+        sock.take_text()
+    }
+
+    fn remove(&mut self, c: &Client) {
+        self.cores[c.shard].remove(c.key);
+        self.pump();
+    }
+
+    fn publish(
+        &mut self,
+        shard: usize,
+        channel: &str,
+        frame: bytes::Bytes,
+        except: Option<SocketRef>,
+        cache: Option<Box<str>>,
+    ) {
+        self.cores[shard].with_service(|s, e| s.publish(e, APP, channel, frame, except, cache));
+        self.pump();
+    }
+
+    fn tick(&mut self, shard: usize, now: u32) {
+        self.cores[shard].tick(now, 1_700_000_000 + i64::from(now));
+        self.pump();
     }
 
     fn subscribe(&mut self, c: &Client, channel: &str, channel_data: Option<&str>) {
@@ -196,7 +237,7 @@ fn connection_established_carries_a_routable_socket_id() {
     let mut cl = Cluster::new(2, |_| {});
     let c = cl.connect(1);
     let r = SocketRef::parse(&c.socket_id).unwrap();
-    assert_eq!((r.node, r.shard, r.key), (7, 1, c.key));
+    assert_eq!((r.node, r.shard, r.key), (NodeId(7), CoreId(1), c.key));
 }
 
 #[test]
@@ -225,8 +266,7 @@ fn publish_reaches_subscribers_on_every_core_in_order_except_the_sender() {
     for i in 0..5 {
         let frame = crate::pusher::messages::event("tick", Some("news"), &i.to_string());
         let except = (i == 4).then(|| SocketRef::parse(&b.socket_id).unwrap());
-        cl.cores[0].publish(0, "news", frame, except, None);
-        cl.pump();
+        cl.publish(0, "news", frame, except, None);
     }
     let got_a: Vec<Value> = cl.take(&a).iter().map(|m| m["data"].clone()).collect();
     let got_b: Vec<Value> = cl.take(&b).iter().map(|m| m["data"].clone()).collect();
@@ -275,8 +315,7 @@ fn presence_counts_connections_per_user_across_cores() {
     cl.send_json(&ann0, json!({"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}));
     assert!(cl.take(&bob0).is_empty());
     // Her last connection closes: member_removed, once.
-    cl.cores[1].remove(ann1.key);
-    cl.pump();
+    cl.remove(&ann1);
     let removed = cl.take(&bob0);
     assert_eq!(events(&removed), ["pusher_internal:member_removed"]);
     assert_eq!(data_of(&removed[0]), json!({"user_id": "ann"}));
@@ -296,8 +335,7 @@ fn presence_member_limit_refuses_new_users_only() {
     assert_eq!(out[0]["event"], "pusher:subscription_error");
     assert_eq!(out[0]["data"]["type"], "LimitReached");
     // The refused connection's leave must not count against user a.
-    cl.cores[0].remove(b.key);
-    cl.pump();
+    cl.remove(&b);
     assert!(cl.take(&a1).iter().all(|m| m["event"] != "pusher_internal:member_removed"));
 }
 
@@ -340,7 +378,7 @@ fn client_events_are_rate_limited_per_connection() {
     let errors = cl.take(&a);
     assert_eq!(errors.len(), 5);
     assert!(errors.iter().all(|e| e["data"]["code"] == 4301));
-    cl.cores[0].tick(1);
+    cl.tick(0, 1);
     cl.send_json(&a, json!({"event":"client-n","channel":"private-c","data":99}));
     assert_eq!(cl.take(&b).len(), 1, "the next second allows more");
 }
@@ -352,8 +390,7 @@ fn cache_channels_replay_the_last_event_or_report_a_miss() {
     cl.subscribe(&a, "cache-prices", None);
     assert_eq!(events(&cl.take(&a)), ["pusher_internal:subscription_succeeded", "pusher:cache_miss"]);
     let frame = crate::pusher::messages::event("price", Some("cache-prices"), "42");
-    cl.cores[1].publish(0, "cache-prices", frame, None, Some("42".into()));
-    cl.pump();
+    cl.publish(1, "cache-prices", frame, None, Some("42".into()));
     cl.take(&a);
     let b = cl.connect(0);
     cl.subscribe(&b, "cache-prices", None);
@@ -378,10 +415,9 @@ fn signin_then_server_to_user_delivery_and_termination() {
     cl.send_json(&a, json!({"event":"pusher:subscribe","data":{"channel":"#server-to-user-u42","auth":""}}));
     assert_eq!(events(&cl.take(&a)), ["pusher_internal:subscription_succeeded"]);
     let frame = crate::pusher::messages::event("dm", Some("#server-to-user-u42"), "hi");
-    cl.cores[0].publish(0, "#server-to-user-u42", frame, None, None);
-    cl.pump();
+    cl.publish(0, "#server-to-user-u42", frame, None, None);
     assert_eq!(cl.take(&a)[0]["data"], "hi");
-    cl.cores[0].terminate_user(0, "u42");
+    cl.cores[0].with_service(|s, e| s.terminate_user(e, APP, "u42"));
     cl.pump();
     let out = cl.take(&a);
     assert_eq!(out[0]["data"]["code"], 4009);
@@ -411,35 +447,34 @@ fn app_quota_is_exact_across_cores() {
     let out = cl.take(&c);
     assert_eq!(out[0]["data"]["code"], 4004);
     assert_eq!(out[1]["close"], 4004);
-    cl.cores[c.shard].remove(c.key);
+    cl.remove(&c);
     // A connection that closes gives its place back.
-    cl.cores[1].remove(b.key);
-    cl.pump();
+    cl.remove(&b);
     let d = cl.connect(1);
     assert!(!d.socket_id.is_empty(), "admitted after a release");
 }
 
 #[test]
 fn full_server_answers_pusher_clients_with_4100() {
-    let mut cl = Cluster::new(1, |cfg| cfg.max_connections = 1);
+    let mut cl = Cluster::new(1, |cfg| cfg.settings.max_connections = 1);
     let _a = cl.connect(0);
     let b = cl.connect(0);
     let out = cl.take(&b);
     assert_eq!(out[0]["data"]["code"], 4100);
     assert_eq!(out[1]["close"], 4100);
-    assert_eq!(cl.cores[0].ws_count(), 1, "the refused connection is not counted");
+    assert_eq!(cl.cores[0].e.ws_count(), 1, "the refused connection is not counted");
 }
 
 #[test]
 fn silent_pusher_client_is_pinged_then_closed_with_4201() {
     let mut cl = Cluster::new(1, |cfg| {
-        cfg.activity_timeout = 5;
-        cfg.pong_timeout = 2;
+        cfg.settings.activity_timeout = 5;
+        cfg.settings.pong_timeout = 2;
     });
     let a = cl.connect(0);
-    cl.cores[0].tick(5);
+    cl.tick(0, 5);
     assert_eq!(events(&cl.take(&a)), ["pusher:ping"]);
-    cl.cores[0].tick(7);
+    cl.tick(0, 7);
     let out = cl.take(&a);
     assert_eq!(out[0]["data"]["code"], 4201);
     assert_eq!(out[1]["close"], 4201);
@@ -477,10 +512,10 @@ fn http_api_publishes_with_a_valid_signature_only() {
 }
 
 /// Every webhook event the cores queued so far, in order.
-fn hooks(rings: &mut [rtrb::Consumer<crate::webhooks::Hook>]) -> Vec<Value> {
+fn hooks(logs: &mut [HookLog]) -> Vec<Value> {
     let mut out = Vec::new();
-    for r in rings {
-        while let Ok(h) = r.pop() {
+    for l in logs {
+        for h in l.0.borrow_mut().drain(..) {
             out.push(serde_json::from_str(&h.event).unwrap());
         }
     }
@@ -495,9 +530,9 @@ fn occupancy_and_subscription_count_webhooks_fire_once_per_server() {
     });
     let mut rings = Vec::new();
     for core in &mut cl.cores {
-        let (tx, rx) = rtrb::RingBuffer::new(1024);
-        core.set_webhook_sink(Some(tx));
-        rings.push(rx);
+        let log = HookLog::default();
+        core.s.set_webhooks(Box::new(log.clone()));
+        rings.push(log);
     }
     let a = cl.connect(0);
     let b = cl.connect(1);
@@ -507,10 +542,8 @@ fn occupancy_and_subscription_count_webhooks_fire_once_per_server() {
     let names: Vec<&str> = got.iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["channel_occupied", "subscription_count", "subscription_count"], "{got:?}");
     assert_eq!(got[2]["subscription_count"], 2);
-    cl.cores[0].remove(a.key);
-    cl.pump();
-    cl.cores[1].remove(b.key);
-    cl.pump();
+    cl.remove(&a);
+    cl.remove(&b);
     let got = hooks(&mut rings);
     let names: Vec<&str> = got.iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["subscription_count", "channel_vacated", "subscription_count"], "{got:?}");

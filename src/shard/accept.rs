@@ -1,14 +1,15 @@
-//! The accept loop: registers each accepted socket with the core and spawns its task.
+//! The accept loop: hands each accepted socket to the core and spawns its task.
 
 use std::time::Duration;
 
 use glommio::net::TcpListener;
-use std::os::fd::AsRawFd;
 
 use super::conn_task;
 use super::local::with_core;
+use super::socket::GlommioSocket;
 
-pub async fn run(listener: TcpListener, send_buffer: usize, metrics_only: bool) {
+/// Accepts until cancelled. `metrics_only`: this is the metrics listener.
+pub(super) async fn run(listener: TcpListener, send_buffer: usize, metrics_only: bool) {
     let mut last_error_log: Option<std::time::Instant> = None;
     loop {
         match listener.accept().await {
@@ -17,10 +18,8 @@ pub async fn run(listener: TcpListener, send_buffer: usize, metrics_only: bool) 
                 if send_buffer > 0 {
                     let _ = super::sys::set_send_buffer(&stream, send_buffer);
                 }
-                let fd = stream.as_raw_fd();
-                let key =
-                    with_core(|core| if metrics_only { core.accept_metrics(fd) } else { core.accept(fd) });
-                glommio::spawn_local(conn_task::serve(stream, key)).detach();
+                let key = with_core(|core| core.accept(Box::new(GlommioSocket(stream)), metrics_only));
+                glommio::spawn_local(conn_task::serve(key)).detach();
             }
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS: back off instead of spinning; say so at most every 10 s.

@@ -8,16 +8,16 @@ use signal_hook::iterator::Signals;
 
 /// What the control executor tells a shard.
 #[derive(Debug, Clone, Copy)]
-pub enum Command {
+pub(super) enum Command {
     Drain,
 }
 
 /// Registers the signal handlers (call before any executor starts).
-pub fn signals() -> std::io::Result<Signals> {
+pub(super) fn signals() -> std::io::Result<Signals> {
     Signals::new([SIGTERM, SIGINT])
 }
 
-pub async fn run(signals: Signals, shards: Vec<SharedSender<Command>>) {
+pub(super) async fn run(signals: Signals, shards: Vec<SharedSender<Command>>) {
     let mut senders: Vec<ConnectedSender<Command>> = Vec::with_capacity(shards.len());
     for s in shards {
         senders.push(s.connect().await);

@@ -8,7 +8,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// Binds `count` SO_REUSEPORT listeners to `addr` (port 0: one ephemeral port shared by all).
 /// Fails, rather than sharing the port, if another process already listens there.
-pub fn bind_all(addr: SocketAddr, count: usize, backlog: u32) -> io::Result<(Vec<Socket>, u32)> {
+pub(super) fn bind_all(addr: SocketAddr, count: usize, backlog: u32) -> io::Result<(Vec<Socket>, u32)> {
     let backlog = clamp_backlog(backlog);
     if addr.port() != 0 {
         // A plain bind fails if anyone holds the port, even with SO_REUSEPORT; ours would not.
@@ -51,7 +51,7 @@ fn in_use(e: io::Error, addr: SocketAddr) -> io::Error {
 }
 
 /// The kernel silently caps the backlog at net.core.somaxconn; cap it here so the log is true.
-pub fn clamp_backlog(requested: u32) -> u32 {
+pub(super) fn clamp_backlog(requested: u32) -> u32 {
     match std::fs::read_to_string("/proc/sys/net/core/somaxconn")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())

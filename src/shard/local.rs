@@ -4,29 +4,33 @@
 use std::cell::RefCell;
 
 use crate::core::Core;
+use crate::pusher::Pusher;
+
+/// A shard's core: the engine with the Pusher service.
+pub(super) type ShardCore = Core<Pusher>;
 
 /// Bytes read from a socket per call; also the largest chunk the decoder sees at once.
-pub const READ_BUFFER: usize = 64 * 1024;
+pub(super) const READ_BUFFER: usize = 64 * 1024;
 
 thread_local! {
-    static CORE: RefCell<Option<Core>> = const { RefCell::new(None) };
+    static CORE: RefCell<Option<ShardCore>> = const { RefCell::new(None) };
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUFFER]);
 }
 
-pub fn install(core: Core) {
+pub(super) fn install(core: ShardCore) {
     CORE.with(|c| *c.borrow_mut() = Some(core));
 }
 
-pub fn take() -> Option<Core> {
+pub(super) fn take() -> Option<ShardCore> {
     CORE.with(|c| c.borrow_mut().take())
 }
 
 /// Runs `f` with this shard's core. Never nest: `f` must not call `with_core` again.
-pub fn with_core<R>(f: impl FnOnce(&mut Core) -> R) -> R {
+pub(super) fn with_core<R>(f: impl FnOnce(&mut ShardCore) -> R) -> R {
     CORE.with(|c| f(c.borrow_mut().as_mut().expect("the shard's core is installed")))
 }
 
 /// Runs `f` with the shard's read buffer.
-pub fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+pub(super) fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
     SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }

@@ -13,7 +13,7 @@ use glommio::GlommioError;
 use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
 
 use super::local::with_core;
-use crate::core::io::PeerLink;
+use crate::core::io::{CoreId, PeerLink};
 use crate::pusher::peer::PeerMsg;
 
 type Senders = Rc<Vec<Option<ConnectedSender<PeerMsg>>>>;
@@ -21,9 +21,9 @@ type Senders = Rc<Vec<Option<ConnectedSender<PeerMsg>>>>;
 /// The core's direct path onto the rings.
 struct Link(Senders);
 
-impl PeerLink for Link {
-    fn try_send(&self, peer: u32, msg: PeerMsg) -> Result<(), PeerMsg> {
-        match self.0.get(peer as usize) {
+impl PeerLink<PeerMsg> for Link {
+    fn try_send(&self, peer: CoreId, msg: PeerMsg) -> Result<(), PeerMsg> {
+        match self.0.get(peer.index()) {
             Some(Some(sender)) => sender.try_send(msg).map_err(|e| match e {
                 GlommioError::WouldBlock(glommio::ResourceType::Channel(m))
                 | GlommioError::Closed(glommio::ResourceType::Channel(m)) => m,
@@ -35,13 +35,13 @@ impl PeerLink for Link {
 }
 
 /// One core's ends of the mesh: senders to, and receivers from, every other core.
-pub struct Links {
+pub(super) struct Links {
     senders: Vec<Option<SharedSender<PeerMsg>>>,
     receivers: Vec<Option<SharedReceiver<PeerMsg>>>,
 }
 
 /// Builds the N×N mesh; `links[i]` belongs to core `i`.
-pub fn build(cores: usize, capacity: usize) -> Vec<Links> {
+pub(super) fn build(cores: usize, capacity: usize) -> Vec<Links> {
     let mut links: Vec<Links> = (0..cores)
         .map(|_| Links {
             senders: (0..cores).map(|_| None).collect(),
@@ -59,7 +59,7 @@ pub fn build(cores: usize, capacity: usize) -> Vec<Links> {
 }
 
 /// Connects this core's ends and runs the receivers and the pump until the executor stops.
-pub async fn run(links: Links) {
+pub(super) async fn run(links: Links) {
     // Each end's `connect` completes only once its peer's end connects too: connect all ends
     // concurrently (receivers in their own tasks) or two cores would wait for each other.
     for r in links.receivers.into_iter().flatten() {
@@ -81,23 +81,28 @@ pub async fn run(links: Links) {
         });
     }
     let senders: Senders = Rc::new(connected);
-    with_core(|core| core.set_peer_link(Box::new(Link(senders.clone()))));
+    with_core(|core| core.e.set_peer_link(Box::new(Link(senders.clone()))));
     loop {
         poll_fn(|cx| {
-            if with_core(|core| core.pending_for_peers(cx.waker())) { Poll::Ready(()) } else { Poll::Pending }
+            if with_core(|core| core.e.pending_for_peers(cx.waker())) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
         })
         .await;
-        for (peer, sender) in senders.iter().enumerate() {
+        for (i, sender) in senders.iter().enumerate() {
             let Some(sender) = sender else { continue };
-            while let Some(msg) = with_core(|core| core.next_for_peer(peer)) {
+            let peer = CoreId(u16::try_from(i).expect("cores fit u16"));
+            while let Some(msg) = with_core(|core| core.e.next_for_peer(peer)) {
                 match sender.try_send(msg) {
                     Ok(()) => {}
                     Err(GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
                         // Ring full: wait for room. Until it is sent, the core must not hand
                         // later messages for this peer to the ring directly.
-                        with_core(|core| core.set_pump_holding(peer, true));
+                        with_core(|core| core.e.set_pump_holding(peer, true));
                         let sent = sender.send(msg).await;
-                        with_core(|core| core.set_pump_holding(peer, false));
+                        with_core(|core| core.e.set_pump_holding(peer, false));
                         if sent.is_err() {
                             break;
                         }

@@ -2,16 +2,18 @@
 //! timers. Everything glommio-specific lives under this module, so the runtime can be swapped.
 //!
 //! Architecture Invariant: shards share no mutable state. They talk only through bounded SPSC
-//! channels (glommio `shared_channel`): commands from the control executor, and (later) the
-//! core-to-core mesh.
+//! channels: commands from the control executor, the core-to-core mesh, and the rings to the
+//! Redis bridge and the webhook dispatcher.
 
-pub mod accept;
-pub mod conn_task;
-pub mod control;
-pub mod listener;
-pub mod local;
-pub mod mesh;
-pub mod sys;
+mod accept;
+mod conn_task;
+mod control;
+mod flusher;
+mod listener;
+mod local;
+mod mesh;
+mod socket;
+mod sys;
 mod ticker;
 
 use std::net::SocketAddr;
@@ -20,8 +22,12 @@ use std::time::{Duration, Instant};
 use glommio::channels::shared_channel::{self, SharedReceiver};
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::cluster::CoreLink;
 use crate::config::Config;
-use crate::core::{Core, Settings};
+use crate::core::Core;
+use crate::core::io::CoreId;
+use crate::pusher::socket_id::{MAX_CORES, NodeId, random_node_id};
+use crate::pusher::{self, Pusher};
 use control::Command;
 
 /// io_uring registered-buffer memory per executor. glommio's default pins 10 MiB per executor;
@@ -36,63 +42,64 @@ const IO_MEMORY: usize = 64 * 1024;
 /// the server's CPU during fan-out). 4,096 gives the maximum 256 buckets.
 const RING_DEPTH: usize = 4096;
 
+/// What one shard is given when it starts.
+struct ShardParts {
+    shard: CoreId,
+    node: NodeId,
+    cfg: Config,
+    listener: socket2::Socket,
+    metrics: Option<socket2::Socket>,
+    links: mesh::Links,
+    webhooks: Option<crate::webhooks::Sink>,
+    cluster: Option<CoreLink>,
+    commands: SharedReceiver<Command>,
+}
+
 /// Starts every shard and the control executor; returns when all shards have drained.
 pub fn run(mut cfg: Config) -> Result<(), String> {
     let count = cfg.executor_count();
+    if count > usize::from(MAX_CORES) {
+        return Err(format!("at most {MAX_CORES} cores per process (socket ids name the core)"));
+    }
     // Fix the count now: inside a pinned executor the affinity mask shows one core.
     cfg.cores = count;
+    let addr = SocketAddr::new(cfg.host, cfg.port);
+    let (listeners, backlog) = listener::bind_all(addr, count, cfg.backlog).map_err(|e| e.to_string())?;
+    let bound = listeners[0].local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
+    let mut metrics = metrics_listener(&cfg)?;
+    let signals = control::signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let node = node_id(&cfg);
+    let mut clusters = cluster_links(&cfg, node, count);
+    let mut sinks = crate::webhooks::start(&cfg.apps, count).into_iter();
+    let mut links = mesh::build(count, cfg.ring_capacity).into_iter();
     let cpus: Vec<usize> =
         core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default();
-    let addr = SocketAddr::new(cfg.host, cfg.port);
-    let (sockets, backlog) = listener::bind_all(addr, count, cfg.backlog).map_err(|e| e.to_string())?;
-    let bound = sockets[0].local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
-    let signals = control::signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let node = if !cfg.redis.is_empty() {
-        crate::cluster::claim_node_id(&cfg.redis, &cfg.redis_prefix, cfg.node_ttl as u64, cfg.node_id)
-    } else if cfg.node_id == 0 {
-        crate::pusher::socket_id::random_node_id()
-    } else {
-        cfg.node_id
-    };
-    let clusters: Vec<Option<crate::cluster::CoreLink>> = if cfg.redis.is_empty() {
-        (0..count).map(|_| None).collect()
-    } else {
-        let apps = cfg.apps.iter().map(|a| a.id.clone()).collect();
-        crate::cluster::start(&cfg.redis, &cfg.redis_prefix, node, cfg.node_ttl as u64, apps, count)
-            .into_iter()
-            .map(Some)
-            .collect()
-    };
-    let mut metrics_socket = if cfg.metrics_port != 0 {
-        let addr = SocketAddr::new(cfg.host, cfg.metrics_port);
-        let (mut s, _) = listener::bind_all(addr, 1, 1024).map_err(|e| e.to_string())?;
-        Some(s.remove(0))
-    } else {
-        None
-    };
-    let links = mesh::build(count, cfg.ring_capacity);
-    let sinks = crate::webhooks::start(&cfg.apps, count);
 
     let mut commands = Vec::with_capacity(count);
     let mut handles = Vec::with_capacity(count);
-    for (shard, (((socket, links), sink), cluster)) in
-        sockets.into_iter().zip(links).zip(sinks).zip(clusters).enumerate()
-    {
+    for (i, listener) in listeners.into_iter().enumerate() {
         let (tx, rx) = shared_channel::new_bounded(16);
         commands.push(tx);
-        let placement = match cpus.get(shard) {
-            Some(&cpu) => Placement::Fixed(cpu),
-            None => Placement::Unbound,
+        let shard = CoreId(u16::try_from(i).expect("checked against MAX_CORES"));
+        let parts = ShardParts {
+            shard,
+            node,
+            cfg: cfg.clone(),
+            listener,
+            // Core 0 also serves the metrics listener, if any.
+            metrics: if i == 0 { metrics.take() } else { None },
+            links: links.next().expect("one mesh end per core"),
+            webhooks: sinks.next().flatten(),
+            cluster: clusters.as_mut().map(|c| c.remove(0)),
+            commands: rx,
         };
-        let cfg = cfg.clone();
-        // Core 0 also serves the metrics listener, if any.
-        let metrics = if shard == 0 { metrics_socket.take() } else { None };
+        let placement = cpus.get(i).map_or(Placement::Unbound, |&cpu| Placement::Fixed(cpu));
         let handle = LocalExecutorBuilder::new(placement)
-            .name(&format!("corecast-{shard}"))
+            .name(&format!("corecast-{i}"))
             .io_memory(IO_MEMORY)
             .ring_depth(RING_DEPTH)
-            .spawn(move || shard_main(shard as u32, node, cfg, (socket, metrics), links, (sink, cluster), rx))
-            .map_err(|e| format!("cannot start executor {shard}: {e}"))?;
+            .spawn(move || shard_main(parts))
+            .map_err(|e| format!("cannot start executor {i}: {e}"))?;
         handles.push(handle);
     }
     LocalExecutorBuilder::new(Placement::Unbound)
@@ -101,6 +108,41 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         .spawn(move || control::run(signals, commands))
         .map_err(|e| format!("cannot start the control executor: {e}"))?;
 
+    log_start(&cfg, bound, count, backlog, node);
+    for h in handles {
+        h.join().map_err(|e| format!("a shard failed: {e}"))?;
+    }
+    log::info!("all shards drained: exiting");
+    Ok(())
+}
+
+fn metrics_listener(cfg: &Config) -> Result<Option<socket2::Socket>, String> {
+    if cfg.metrics_port == 0 {
+        return Ok(None);
+    }
+    let addr = SocketAddr::new(cfg.host, cfg.metrics_port);
+    let (mut s, _) = listener::bind_all(addr, 1, 1024).map_err(|e| e.to_string())?;
+    Ok(Some(s.remove(0)))
+}
+
+fn node_id(cfg: &Config) -> NodeId {
+    let preferred = (cfg.node_id != 0).then_some(NodeId(cfg.node_id));
+    if cfg.redis.is_empty() {
+        preferred.unwrap_or_else(random_node_id)
+    } else {
+        crate::cluster::claim_node_id(&cfg.redis, &cfg.redis_prefix, u64::from(cfg.node_ttl), preferred)
+    }
+}
+
+fn cluster_links(cfg: &Config, node: NodeId, count: usize) -> Option<Vec<CoreLink>> {
+    if cfg.redis.is_empty() {
+        return None;
+    }
+    let apps = cfg.apps.iter().map(|a| a.id.clone()).collect();
+    Some(crate::cluster::start(&cfg.redis, &cfg.redis_prefix, node, u64::from(cfg.node_ttl), apps, count))
+}
+
+fn log_start(cfg: &Config, bound: SocketAddr, count: usize, backlog: u32, node: NodeId) {
     log::info!(
         "listening on {bound} with {count} shard(s), backlog {backlog}, at most {} WebSocket connections, node {node}",
         cfg.max_connections
@@ -118,47 +160,66 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             app.webhooks.len()
         );
     }
-    for h in handles {
-        h.join().map_err(|e| format!("a shard failed: {e}"))?;
-    }
-    log::info!("all shards drained: exiting");
-    Ok(())
 }
 
-async fn shard_main(
-    shard: u32,
-    node: u32,
-    cfg: Config,
-    (socket, metrics): (socket2::Socket, Option<socket2::Socket>),
-    links: mesh::Links,
-    (sink, cluster): (Option<crate::webhooks::Sink>, Option<crate::cluster::CoreLink>),
-    commands: SharedReceiver<Command>,
-) {
+/// Renders `/metrics`: the cores' reports with the figures of the threads off the cores.
+fn render_metrics(reports: &[crate::pusher::query::CoreReport], apps: &[crate::pusher::apps::App]) -> String {
+    let w = crate::webhooks::counters();
+    let c = crate::cluster::status();
+    let process = crate::metrics::Process {
+        webhooks_queued: w.queued,
+        webhooks_sent: w.sent,
+        webhooks_failed: w.failed,
+        webhooks_dropped: w.dropped,
+        cluster: c.enabled.then_some(crate::metrics::Cluster {
+            connected: c.connected,
+            nodes: c.nodes,
+            published: c.published,
+            received: c.received,
+            dropped: c.dropped,
+        }),
+        rss: crate::metrics::process_rss(),
+    };
+    crate::metrics::render(reports, apps, &process)
+}
+
+/// Builds this shard's core and runs its tasks until a drain command; then drains.
+async fn shard_main(p: ShardParts) {
     let started = Instant::now();
-    let mut core = Core::new(shard, Settings::from_config(&cfg, node), Box::new(sys::RawSend), 0);
-    core.set_unix_time(ticker::unix_now());
-    core.set_webhook_sink(sink);
-    let cluster_rx = cluster.map(|mut link| {
-        let rx = link.rx.take().expect("a fresh link");
-        core.set_cluster(link.tx);
-        rx
+    let faults =
+        cfg!(debug_assertions) && std::env::var_os("CORECAST_DEBUG_FAULTS").is_some_and(|v| v == "1");
+    let service = Pusher::new(pusher::Config {
+        apps: p.cfg.apps.clone(),
+        node: p.node,
+        metrics: render_metrics,
+        faults,
+    });
+    let mut core = Core::new(p.shard, p.cfg.engine_settings(), service, 0);
+    core.tick(0, ticker::unix_now());
+    if let Some(sink) = p.webhooks {
+        core.s.set_webhooks(Box::new(sink));
+    }
+    let cluster_rx = p.cluster.map(|link| {
+        core.s.set_cluster(Box::new(link.tx));
+        link.rx
     });
     local::install(core);
-    let mesh = glommio::spawn_local(mesh::run(links));
+    let mesh = glommio::spawn_local(mesh::run(p.links));
+    let flusher = glommio::spawn_local(flusher::run());
     let bridge = cluster_rx.map(|mut rx| {
         glommio::spawn_local(async move {
             loop {
                 let msg = rx.pop().await;
-                local::with_core(|core| core.on_cluster(msg));
+                local::with_core(|core| core.with_service(|s, e| s.on_cluster(e, msg)));
             }
         })
     });
-    let listener = sys::adopt_listener(socket);
-    let accept = glommio::spawn_local(accept::run(listener, cfg.socket_send_buffer, false));
-    let metrics = metrics.map(|m| glommio::spawn_local(accept::run(sys::adopt_listener(m), 0, true)));
+    let listener = sys::adopt_listener(p.listener);
+    let accept = glommio::spawn_local(accept::run(listener, p.cfg.socket_send_buffer, false));
+    let metrics = p.metrics.map(|m| glommio::spawn_local(accept::run(sys::adopt_listener(m), 0, true)));
     let ticker = glommio::spawn_local(ticker::run(started));
-    let commands = commands.connect().await;
-    log::debug!("shard {shard} ready");
+    let commands = p.commands.connect().await;
+    log::debug!("shard {} ready", p.shard);
 
     match commands.recv().await {
         Some(Command::Drain) | None => {}
@@ -169,18 +230,19 @@ async fn shard_main(
         m.cancel().await;
     }
     local::with_core(Core::start_drain);
-    let deadline = started.elapsed() + Duration::from_secs(cfg.drain_timeout as u64);
-    while local::with_core(|c| c.ws_count()) > 0 && started.elapsed() < deadline {
+    let deadline = started.elapsed() + Duration::from_secs(u64::from(p.cfg.drain_timeout));
+    while local::with_core(|c| c.e.ws_count()) > 0 && started.elapsed() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
-    let left = local::with_core(|c| c.ws_count());
+    let left = local::with_core(|c| c.e.ws_count());
     if left > 0 {
-        log::warn!("shard {shard}: drain timeout with {left} connection(s) still open: closing them");
+        log::warn!("shard {}: drain timeout with {left} connection(s) still open: closing them", p.shard);
     } else {
-        log::debug!("shard {shard} drained");
+        log::debug!("shard {} drained", p.shard);
     }
     ticker.cancel().await;
     mesh.cancel().await;
+    flusher.cancel().await;
     if let Some(b) = bridge {
         b.cancel().await;
     }

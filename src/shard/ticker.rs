@@ -1,23 +1,22 @@
 //! Advances the core's coarse clock (whole seconds since the shard started) several times a
-//! second, which fires due timers.
+//! second, which fires due timers. The only clock the core sees.
 
 use std::time::{Duration, Instant};
 
 use super::local::with_core;
 
-pub async fn run(started: Instant) {
+pub(super) async fn run(started: Instant) {
     loop {
         glommio::timer::sleep(Duration::from_millis(250)).await;
-        let now = started.elapsed().as_secs() as u32;
+        let now = u32::try_from(started.elapsed().as_secs()).unwrap_or(u32::MAX);
         let unix = unix_now();
-        with_core(|core| {
-            core.set_unix_time(unix);
-            core.tick(now);
-        });
+        with_core(|core| core.tick(now, unix));
     }
 }
 
 /// Wall-clock Unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+pub(super) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -12,27 +12,29 @@ mod sender;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use sender::start;
+use crate::core::io::Outlet;
+use crate::pusher::wire::Hook;
 
-/// One webhook event from a core: the app and the event object, already JSON.
-#[derive(Debug)]
-pub struct Hook {
-    pub app: u16,
-    pub event: String,
-}
+pub(crate) use sender::start;
 
 /// A core's end of its ring to the dispatcher.
-pub type Sink = rtrb::Producer<Hook>;
+pub(crate) struct Sink(rtrb::Producer<Hook>);
+
+impl Outlet<Hook> for Sink {
+    fn push(&mut self, hook: Hook) -> Result<(), Hook> {
+        self.0.push(hook).map_err(|rtrb::PushError::Full(h)| h)
+    }
+}
 
 /// Events a core may have waiting for the dispatcher.
-pub const RING: usize = 65_536;
+pub(crate) const RING: usize = 65_536;
 
 /// Delivery counters, written by the sender threads and read at /metrics scrapes.
 pub(crate) struct Counters {
-    pub queued: AtomicU64,
-    pub sent: AtomicU64,
-    pub failed: AtomicU64,
-    pub dropped: AtomicU64,
+    pub(crate) queued: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) dropped: AtomicU64,
 }
 
 pub(crate) static COUNTERS: Counters = Counters {
@@ -44,14 +46,14 @@ pub(crate) static COUNTERS: Counters = Counters {
 
 /// A snapshot of the delivery counters.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Snapshot {
-    pub queued: u64,
-    pub sent: u64,
-    pub failed: u64,
-    pub dropped: u64,
+pub(crate) struct Snapshot {
+    pub(crate) queued: u64,
+    pub(crate) sent: u64,
+    pub(crate) failed: u64,
+    pub(crate) dropped: u64,
 }
 
-pub fn counters() -> Snapshot {
+pub(crate) fn counters() -> Snapshot {
     Snapshot {
         queued: COUNTERS.queued.load(Ordering::Relaxed),
         sent: COUNTERS.sent.load(Ordering::Relaxed),
@@ -61,7 +63,7 @@ pub fn counters() -> Snapshot {
 }
 
 /// The signed body of a batch: `{"time_ms":…,"events":[…]}` and its `X-Pusher-Signature`.
-pub fn body(time_ms: u64, events: &[String], secret: &str) -> (String, String) {
+pub(crate) fn body(time_ms: u64, events: &[String], secret: &str) -> (String, String) {
     let mut body = format!("{{\"time_ms\":{time_ms},\"events\":[");
     for (i, e) in events.iter().enumerate() {
         if i > 0 {

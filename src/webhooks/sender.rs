@@ -5,8 +5,9 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{COUNTERS, Hook};
+use super::{COUNTERS, Sink};
 use crate::pusher::apps::App;
+use crate::pusher::wire::Hook;
 
 /// Most events in one POST.
 const MAX_EVENTS_PER_BODY: usize = 100;
@@ -25,7 +26,7 @@ struct Batch {
 
 /// Starts the dispatcher with one ring per core; returns the cores' ends (None when no app has
 /// webhooks).
-pub fn start(apps: &[App], cores: usize) -> Vec<Option<super::Sink>> {
+pub(crate) fn start(apps: &[App], cores: usize) -> Vec<Option<Sink>> {
     if apps.iter().all(|a| a.webhooks.is_empty()) {
         return (0..cores).map(|_| None).collect();
     }
@@ -50,16 +51,16 @@ pub fn start(apps: &[App], cores: usize) -> Vec<Option<super::Sink>> {
         .name("corecast-webhooks".into())
         .spawn(move || dispatch(consumers, &routes, &secrets))
         .expect("spawn the webhook dispatcher");
-    producers.into_iter().map(Some).collect()
+    producers.into_iter().map(|p| Some(Sink(p))).collect()
 }
 
 fn dispatch(mut rings: Vec<rtrb::Consumer<Hook>>, routes: &[Vec<SyncSender<Batch>>], secrets: &[String]) {
-    let mut by_app: HashMap<u16, Vec<String>> = HashMap::new();
+    let mut by_app: HashMap<usize, Vec<String>> = HashMap::new();
     loop {
         let mut got = 0;
         for ring in &mut rings {
             while let Ok(hook) = ring.pop() {
-                by_app.entry(hook.app).or_default().push(hook.event);
+                by_app.entry(hook.app.index()).or_default().push(hook.event);
                 got += 1;
             }
         }
@@ -67,8 +68,8 @@ fn dispatch(mut rings: Vec<rtrb::Consumer<Hook>>, routes: &[Vec<SyncSender<Batch
             for chunk in events.chunks(MAX_EVENTS_PER_BODY) {
                 let time_ms =
                     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-                let (body, signature) = super::body(time_ms, chunk, &secrets[*app as usize]);
-                for url in &routes[*app as usize] {
+                let (body, signature) = super::body(time_ms, chunk, &secrets[*app]);
+                for url in &routes[*app] {
                     let batch = Batch {
                         body: body.clone(),
                         signature: signature.clone(),

@@ -1,0 +1,73 @@
+//! Messages to other cores: straight onto the ring when nothing for that peer waits, else
+//! queued in order for the shard's mesh pump. Bounded by the ring; the queue behind it is
+//! bounded by `outbox_limit` for broadcasts (`peer_backlogged`).
+
+use std::task::Waker;
+
+use super::engine::Engine;
+use super::io::{CoreId, PeerLink};
+use super::service::Service;
+
+impl<S: Service> Engine<S> {
+    /// The other cores of this process.
+    pub(crate) fn peers(&self) -> impl Iterator<Item = CoreId> + use<S> {
+        let me = self.shard();
+        CoreId::all(self.settings().cores).filter(move |&p| p != me)
+    }
+
+    /// Sends `msg` to core `peer` (never this core), in order with what was sent before.
+    pub(crate) fn send_to_peer(&mut self, peer: CoreId, msg: S::Peer) {
+        debug_assert_ne!(peer, self.shard());
+        let i = peer.index();
+        let msg = match &self.peer_link {
+            Some(link) if self.outbox[i].is_empty() && !self.pump_holding[i] => {
+                match link.try_send(peer, msg) {
+                    Ok(()) => return,
+                    Err(msg) => msg,
+                }
+            }
+            _ => msg,
+        };
+        let q = &mut self.outbox[i];
+        q.push_back(msg);
+        if q.len() == 1
+            && let Some(w) = &self.outbox_waker
+        {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Whether the queue towards `peer` is over its limit (broadcasts are then dropped).
+    pub(crate) fn peer_backlogged(&self, peer: CoreId) -> bool {
+        self.outbox[peer.index()].len() >= self.settings().outbox_limit
+    }
+
+    /// Messages waiting for the mesh pump, over all peers.
+    pub(crate) fn outbox_len(&self) -> usize {
+        self.outbox.iter().map(|q| q.len()).sum()
+    }
+
+    /// Connects the engine to the rings for direct hand-offs.
+    pub(crate) fn set_peer_link(&mut self, link: Box<dyn PeerLink<S::Peer>>) {
+        self.peer_link = Some(link);
+    }
+
+    /// Records whether the mesh pump holds a message for `peer` while waiting for ring room.
+    pub(crate) fn set_pump_holding(&mut self, peer: CoreId, holding: bool) {
+        self.pump_holding[peer.index()] = holding;
+    }
+
+    /// The mesh pump takes the next message for `peer`.
+    pub(crate) fn next_for_peer(&mut self, peer: CoreId) -> Option<S::Peer> {
+        self.outbox.get_mut(peer.index())?.pop_front()
+    }
+
+    /// Registers the mesh pump's waker; true if any message waits.
+    pub(crate) fn pending_for_peers(&mut self, waker: &Waker) -> bool {
+        match &self.outbox_waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.outbox_waker = Some(waker.clone()),
+        }
+        self.outbox.iter().any(|q| !q.is_empty())
+    }
+}
