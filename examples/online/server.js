@@ -42,11 +42,14 @@ app.post('/login', express.urlencoded({ extended: false }), (req, res) => {
   res.cookie('user', name, { signed: true, httpOnly: true, sameSite: 'lax' }).redirect(303, '/');
 });
 
-// Signs the user out on every tab and device: corecast closes their connections (code 4009).
+// Signs out and closes the user's connections on every tab and device (corecast: code 4009).
 app.post('/logout', async (req, res) => {
   const user = currentUser(req);
-  if (user) await pusher.terminateUserConnections(user);
-  res.clearCookie('user').redirect(303, '/');
+  res.clearCookie('user');
+  if (user) {
+    await pusher.terminateUserConnections(user).catch((e) => console.error(`cannot disconnect ${user}: ${e.message}`));
+  }
+  res.redirect(303, '/');
 });
 
 app.get('/api/me', (req, res) => {

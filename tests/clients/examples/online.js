@@ -1,7 +1,7 @@
 // examples/online in headless Chromium through a real corecast: two tabs as one user and one as
 // another are each listed once; closing one tab keeps the user online; closing both makes them
-// offline with their time online in SQLite; a backend restart loses no time; "sign out
-// everywhere" closes every tab of a user.
+// offline with their time online in SQLite; a backend restart loses no time; signing out closes
+// every tab of the user.
 'use strict';
 const { assert, path, CORECAST_PORT, WORK_DIR, fromExample, browser, waitFor, startBackend, texts, run } = require('./lib');
 
@@ -101,9 +101,9 @@ run(async ({ cleanup, diagnostics }) => {
   assert.deepStrictEqual(sessions('bob').map((s) => s.ended_ms), [null], 'bob stayed online through the restart');
   await waitFor('carol offline in the totals', async () => (await totalRow(b1, 'carol')).online === 'false');
 
-  // "Sign out everywhere" from a second tab of bob's closes his first one too.
+  // Signing out in a second tab of bob's closes his first one too.
   const b2 = await open(bob);
-  await b2.click('button:has-text("Sign out everywhere")');
+  await b2.click('button:has-text("Sign out")');
   await waitFor("bob's other tab to be disconnected", () => b1.$('#status[data-state=disconnected]'));
   await waitFor("bob's session to end", () => sessions('bob')[0].ended_ms, { show: () => sessions('bob') });
   await waitFor('the sign-in form again', () => b2.$('#login:not([hidden])'));
