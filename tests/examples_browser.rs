@@ -95,6 +95,7 @@ fn online_example_lists_each_user_once_and_records_time_online() {
         ],
     );
     assert_png(&png);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -124,7 +125,6 @@ fn chatbot_example_answers_in_the_page_and_survives_a_slow_or_failing_bot() {
         "chatbot.js",
         &[
             ("BACKEND_PORTS", format!("{},{}", free_port(), free_port())),
-            ("WORK_DIR", work_dir("chatbot").display().to_string()),
             ("SCREENSHOT", png.display().to_string()),
         ],
     );
@@ -200,6 +200,7 @@ fn one_command_starts_and_stops(example: &str, backend_probe: &str) {
     poll("corecast and the backend to stop", std::time::Duration::from_secs(15), || {
         (http_get(corecast_port, "/ready").is_none() && http_get(backend_port, "/").is_none()).then_some(())
     });
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

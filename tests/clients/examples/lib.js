@@ -4,7 +4,6 @@
 'use strict';
 const assert = require('node:assert');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 
@@ -105,4 +104,4 @@ function run(main) {
   setTimeout(() => { console.error('scenario timed out'); process.exit(1); }, 90000).unref();
 }
 
-module.exports = { assert, fs, os, path, ROOT, CORECAST_PORT, WORK_DIR, fromExample, browser, waitFor, sleep, startBackend, texts, run };
+module.exports = { assert, path, CORECAST_PORT, WORK_DIR, fromExample, browser, waitFor, startBackend, texts, run };
