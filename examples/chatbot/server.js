@@ -60,6 +60,7 @@ const send = (id, event, data) =>
 const SORRY = {
   timeout: 'The assistant is taking too long to answer. Please try again in a moment.',
   unavailable: 'The assistant is unavailable right now. Please try again in a moment.',
+  tooLong: 'The answer is too long to show here. Please ask for something shorter.',
 };
 
 // One turn: ask the bot, then send its answer (or an apology) to every tab of the visitor.
@@ -71,7 +72,13 @@ async function turn(id, message) {
     console.error(`visitor ${id}: ${e.message}`);
     reply = { in_reply_to: message.id, messages: [], error: SORRY[e.kind] || SORRY.unavailable };
   }
-  await send(id, 'bot-reply', reply);
+  try {
+    await pusher.sendToUser(id, 'bot-reply', reply);
+  } catch (e) {
+    console.error(`cannot send the answer to ${id}: ${e.message}`);
+    // Over corecast's max_event_bytes (413): say so rather than leave "typing" on.
+    if (e.status === 413) await send(id, 'bot-reply', { in_reply_to: message.id, messages: [], error: SORRY.tooLong });
+  }
 }
 
 // Each visitor's turns run one after another (as Rasa handles one sender), visitors in parallel.
@@ -79,7 +86,7 @@ const queues = new Map(); // visitor -> { tail: Promise, pending: number }
 function enqueue(id, job) {
   const q = queues.get(id) || { tail: Promise.resolve(), pending: 0 };
   q.pending += 1;
-  q.tail = q.tail.then(job).finally(() => {
+  q.tail = q.tail.then(job).catch((e) => console.error(`visitor ${id}: ${e.stack}`)).finally(() => {
     q.pending -= 1;
     if (q.pending === 0) queues.delete(id);
   });

@@ -1,7 +1,7 @@
 // examples/chatbot in headless Chromium through a real corecast: the built-in rule bot answers
 // in the page and in the visitor's second tab; a bot plugged in by URL is spoken to in Rasa's
 // REST channel shape; a slow bot holds up no other visitor and ends in a clear message, and so
-// does a failing one.
+// do a failing one and an answer too large for an event.
 'use strict';
 const http = require('node:http');
 const { assert, CORECAST_PORT, browser, waitFor, startBackend, texts, run } = require('./lib');
@@ -10,7 +10,7 @@ const [PORT_RULES, PORT_RASA] = process.env.BACKEND_PORTS.split(',');
 const env = (port, extra) => ({ PORT: port, PUSHER_PORT: String(CORECAST_PORT), COOKIE_SECRET: 'test-secret', ...extra });
 
 // A stand-in for a Rasa server (`POST /webhooks/rest/webhook`): "slow" never gets an answer,
-// "fail" gets a 500, anything else is echoed.
+// "fail" gets a 500, "long" an answer over corecast's event size limit, anything else an echo.
 function fakeRasa() {
   const requests = [];
   const held = [];
@@ -23,8 +23,9 @@ function fakeRasa() {
       const { sender, message } = request.body;
       if (message === 'slow') return held.push(res);
       if (message === 'fail') return res.writeHead(500).end();
+      const text = message === 'long' ? 'x'.repeat(20000) : `echo: ${message}`;
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify([{ recipient_id: sender, text: `echo: ${message}` }]));
+      res.end(JSON.stringify([{ recipient_id: sender, text }]));
     });
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
@@ -97,11 +98,14 @@ run(async ({ cleanup, diagnostics }) => {
 
   await say(slowVisitor, 'fail');
   await sees(slowVisitor, 'error', /unavailable right now/);
+  await say(slowVisitor, 'long');
+  await sees(slowVisitor, 'error', /too long to show here/);
+  await waitFor('"typing" to end', () => slowVisitor.$('#typing[hidden]'));
 
   // Rasa's REST channel request: POST JSON {sender, message}, the sender being the visitor.
   const slowId = await slowVisitor.$eval('body', (b) => b.dataset.visitor);
   const first = rasa.requests[0];
   assert.deepStrictEqual(first, { method: 'POST', url: '/webhooks/rest/webhook', type: 'application/json', body: { sender: slowId, message: 'slow' } });
-  assert.deepStrictEqual(rasa.requests.map((r) => r.body.message), ['slow', 'are you there?', 'fail']);
+  assert.deepStrictEqual(rasa.requests.map((r) => r.body.message), ['slow', 'are you there?', 'fail', 'long']);
   assert.deepStrictEqual(pageErrors, [], 'no errors in the pages');
 });
