@@ -84,6 +84,11 @@ pub struct Cli {
     /// Also serve /metrics (and only it, / and /ready) on this port; 0: main port only [default: 0].
     #[arg(long, env = "CORECAST_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// Serve the live status page (/status) on the main port to requests carrying this token
+    /// (`?token=` or `Authorization: Bearer`); it is always served on the metrics port
+    /// [default: none].
+    #[arg(long, env = "CORECAST_STATUS_TOKEN")]
+    pub status_token: Option<String>,
     /// Redis URL (redis://host:port/db): run as one node of a cluster sharing this Redis.
     #[arg(long, env = "CORECAST_REDIS")]
     pub redis: Option<String>,
@@ -150,6 +155,8 @@ pub struct Config {
     pub socket_send_buffer: usize,
     /// Also serve /metrics on this port; 0: main port only.
     pub metrics_port: u16,
+    /// Token that opens /status on the main port; empty: only on the metrics port.
+    pub status_token: String,
     /// Redis URL; empty: no cluster.
     pub redis: String,
     /// Prefix of every Redis key and channel corecast uses.
@@ -183,6 +190,7 @@ impl Default for Config {
             max_body_size: 100 * 1024,
             socket_send_buffer: 0,
             metrics_port: 0,
+            status_token: String::new(),
             redis: String::new(),
             redis_prefix: "corecast".into(),
             node_ttl: 10,
@@ -242,6 +250,7 @@ impl Config {
             max_body_size,
             socket_send_buffer,
             metrics_port,
+            status_token,
             redis,
             redis_prefix,
             node_ttl,
@@ -297,6 +306,13 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError(format!("{name} must be greater than 0")));
             }
+        }
+        if !self.status_token.is_empty()
+            && (self.status_token.len() < 16 || !self.status_token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(ConfigError(
+                "status_token must be at least 16 printable characters without spaces (or empty)".into(),
+            ));
         }
         if self.max_frame_size > self.max_message_size {
             return Err(ConfigError(format!(

@@ -111,7 +111,7 @@ const USERS: [&str; 4] = ["u1", "u2", "7", "a\"b"];
 const UPGRADE: &str = "GET /app/app-key?protocol=7 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-fn no_metrics(_: &[CoreReport], _: &[App]) -> String {
+fn no_metrics(_: &[CoreReport], _: &[App], _: pusher::Rendering) -> String {
     String::new()
 }
 
@@ -133,7 +133,8 @@ impl Harness {
                 let mut pusher = Pusher::new(pusher::Config {
                     apps: cfg.apps.clone(),
                     node: NodeId(7),
-                    metrics: no_metrics,
+                    render: no_metrics,
+                    status_token: String::new(),
                     faults: false,
                 });
                 pusher.set_webhooks(Box::new(Hooks::default()));

@@ -232,3 +232,64 @@ pub(crate) fn render(reports: &[CoreReport], apps: &[App], process: &Process) ->
     encode(&mut out, &b.registry).expect("writing to a String cannot fail");
     out
 }
+
+/// The figures the status page shows, as JSON: per core and totals (counters are cumulative;
+/// the page turns them into rates), webhooks, the cluster and the process.
+pub(crate) fn status_json(reports: &[CoreReport], apps: &[App], process: &Process) -> String {
+    let mut reports = reports.to_vec();
+    reports.sort_by_key(|r| r.shard);
+    let core = |r: &CoreReport| {
+        serde_json::json!({
+            "core": r.shard,
+            "connections": r.connections,
+            "websockets": r.websockets,
+            "channels": r.channels,
+            "presence_members": r.presence_members,
+            "messages_in": r.engine.messages_in,
+            "frames_out": r.engine.frames_out,
+            "sends": r.engine.sends,
+            "deliveries": r.pusher.deliveries,
+            "published": r.pusher.published,
+            "bytes_in": r.engine.bytes_in,
+            "bytes_out": r.engine.bytes_out,
+            "queued_bytes": r.queued_bytes,
+            "slow_consumers": r.engine.slow_consumers,
+        })
+    };
+    let sum = |f: fn(&CoreReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let apps: Vec<serde_json::Value> = apps
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let n: u64 = reports.iter().map(|r| r.app_connections.get(i).copied().unwrap_or(0)).sum();
+            serde_json::json!({"id": a.id, "connections": n})
+        })
+        .collect();
+    serde_json::json!({
+        "cores": reports.iter().map(core).collect::<Vec<_>>(),
+        "totals": {
+            "connections": sum(|r| r.connections),
+            "websockets": sum(|r| r.websockets),
+            "channels": reports.iter().flat_map(|r| &r.channel_hashes).collect::<std::collections::HashSet<_>>().len(),
+            "presence_members": sum(|r| r.presence_members),
+            "messages_in": sum(|r| r.engine.messages_in),
+            "frames_out": sum(|r| r.engine.frames_out),
+            "sends": sum(|r| r.engine.sends),
+            "deliveries": sum(|r| r.pusher.deliveries),
+            "published": sum(|r| r.pusher.published),
+            "slow_consumers": sum(|r| r.engine.slow_consumers),
+        },
+        "apps": apps,
+        "webhooks": {
+            "queued": process.webhooks_queued,
+            "sent": process.webhooks_sent,
+            "failed": process.webhooks_failed,
+            "dropped": process.webhooks_dropped + sum(|r| r.pusher.webhooks_dropped),
+        },
+        "cluster": process.cluster.map(|c| serde_json::json!({
+            "connected": c.connected, "nodes": c.nodes, "published": c.published, "received": c.received,
+        })),
+        "rss_bytes": process.rss,
+    })
+    .to_string()
+}

@@ -212,3 +212,44 @@ fn online_example_starts_with_one_command() {
 fn chatbot_example_starts_with_one_command() {
     one_command_starts_and_stops("chatbot", "/api/me");
 }
+
+/// The live status page: served on the metrics port, on the main port only with the token, and
+/// rendering its figures in a real browser.
+#[test]
+fn status_page_renders_live_figures_and_is_closed_by_default() {
+    let env = testenv();
+    for (path, what) in [
+        (PathBuf::from("/usr/bin/chromium"), "Debian's chromium package"),
+        (env.join("browser/node_modules/playwright-core"), "npm playwright-core"),
+        (env.join("node/node_modules/pusher-js"), "npm pusher-js"),
+    ] {
+        assert!(path.exists(), "{} is missing ({what}): run scripts/test-deps.sh", path.display());
+    }
+    let token = "status-token-0123456789";
+    let metrics = free_port();
+    let server =
+        Server::start(&["--cores", "2", "--metrics-port", &metrics.to_string(), "--status-token", token]);
+    let plain = Server::start(&["--cores", "1"]);
+    // Never open by default on the public port; the token opens it; the metrics port always.
+    assert!(http_get(plain.port, "/status").unwrap().0.contains(" 404 "));
+    assert!(http_get(plain.port, "/status.json").unwrap().0.contains(" 404 "));
+    assert!(http_get(server.port, "/status").unwrap().0.contains(" 404 "));
+    assert!(http_get(server.port, "/status?token=wrong-token-0123456789").unwrap().0.contains(" 404 "));
+    let (status, body) = http_get(server.port, &format!("/status?token={token}")).unwrap();
+    assert!(status.contains(" 200 ") && body.contains("<title>corecast status</title>"), "{status}");
+    let (status, json) = http_get(server.port, &format!("/status.json?token={token}")).unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["cores"].as_array().unwrap().len(), 2, "{json}");
+    assert!(http_get(metrics, "/status").unwrap().0.contains(" 200 "));
+    // No external assets: the page loads nothing but status.json.
+    assert!(!body.contains("http://") && !body.contains("https://") && !body.contains("src="));
+
+    let png = screenshot("status");
+    drive(
+        &server,
+        "status.js",
+        &[("METRICS_PORT", metrics.to_string()), ("SCREENSHOT", png.display().to_string())],
+    );
+    assert_png(&png);
+}

@@ -16,7 +16,7 @@ use super::query::{
 };
 use super::socket_id::NodeId;
 use super::wire::ClusterOut;
-use super::{Net, Pusher, QUESTION_TIMEOUT, owner_of};
+use super::{Net, Pusher, QUESTION_TIMEOUT, Rendering, owner_of};
 use crate::core::conn::ConnKey;
 use crate::core::io::CoreId;
 use crate::core::service::Outcome;
@@ -49,7 +49,7 @@ impl Pusher {
         self.queries.next += 1;
         let channel_question = match &question {
             Question::Channels(q) => Some(Arc::clone(q)),
-            Question::Report => None,
+            Question::Report { .. } => None,
         };
         let mut pending = Pending {
             target,
@@ -135,7 +135,7 @@ impl Pusher {
     pub(crate) fn answer(&self, e: &Net, question: &Question) -> Answer {
         match question {
             Question::Channels(q) => Answer::Channels(self.channel_rows(e, q)),
-            Question::Report => Answer::Report(Box::new(self.report(e))),
+            Question::Report { channel_hashes } => Answer::Report(Box::new(self.report(e, *channel_hashes))),
         }
     }
 
@@ -182,7 +182,23 @@ impl Pusher {
         rows
     }
 
-    fn report(&self, e: &Net) -> CoreReport {
+    fn report(&self, e: &Net, channel_hashes: bool) -> CoreReport {
+        let channel_hashes = if channel_hashes {
+            use std::hash::{BuildHasher, Hash, Hasher};
+            let hash = |app: super::apps::AppIdx, name: &str| {
+                let mut h = rustc_hash::FxBuildHasher.build_hasher();
+                app.hash(&mut h);
+                name.hash(&mut h);
+                h.finish()
+            };
+            self.channels
+                .iter()
+                .filter(|(_, c)| !c.subscribers.is_empty())
+                .map(|(_, c)| hash(c.app, &c.name))
+                .collect()
+        } else {
+            Vec::new()
+        };
         CoreReport {
             shard: e.shard().0,
             engine: e.stats.clone(),
@@ -195,6 +211,7 @@ impl Pusher {
             queued_bytes: e.queued_bytes() as u64,
             dirty: e.dirty_count() as u64,
             conn_state_bytes: e.accounted_bytes() as u64,
+            channel_hashes,
             app_connections: self.connections.clone(),
         }
     }
@@ -328,7 +345,10 @@ impl Pusher {
                 json!({ "batch": batch })
             }
             Reply::Metrics => {
-                return ((self.render_metrics)(reports, self.apps.all()), METRICS_CONTENT_TYPE);
+                return ((self.render)(reports, self.apps.all(), Rendering::Metrics), METRICS_CONTENT_TYPE);
+            }
+            Reply::Status => {
+                return ((self.render)(reports, self.apps.all(), Rendering::Status), "application/json");
             }
         };
         (body.to_string(), "application/json")

@@ -70,9 +70,18 @@ pub(crate) const CACHE_TTL: u32 = 1800;
 /// Seconds a question to other cores or nodes may wait before it is answered without them.
 pub(crate) const QUESTION_TIMEOUT: u32 = 5;
 
-/// Renders `/metrics` from every core's report (given by the layer above, which owns the
-/// format).
-pub(crate) type MetricsRenderer = fn(&[CoreReport], &[App]) -> String;
+/// What a `Renderer` is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rendering {
+    /// `/metrics` (OpenMetrics text).
+    Metrics,
+    /// `/status.json`, read by the status page.
+    Status,
+}
+
+/// Renders `/metrics` or the status figures from every core's report (given by the layer above,
+/// which owns the formats and the figures of the threads off the cores).
+pub(crate) type Renderer = fn(&[CoreReport], &[App], Rendering) -> String;
 
 /// What the Pusher layer needs to know beyond the engine's settings.
 pub(crate) struct Config {
@@ -80,8 +89,10 @@ pub(crate) struct Config {
     pub(crate) apps: Vec<App>,
     /// This node's id in socket ids.
     pub(crate) node: NodeId,
-    /// Renders `/metrics`.
-    pub(crate) metrics: MetricsRenderer,
+    /// Renders `/metrics` and `/status.json`.
+    pub(crate) render: Renderer,
+    /// Opens `/status` on the main port (empty: only on the metrics port).
+    pub(crate) status_token: String,
     /// Debug builds only: serve the fault-injection routes (`/debug/panic`).
     pub(crate) faults: bool,
 }
@@ -112,7 +123,8 @@ pub(crate) type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
 pub(crate) struct Pusher {
     node: NodeId,
     pub(crate) apps: Apps,
-    render_metrics: MetricsRenderer,
+    render: Renderer,
+    status_token: String,
     faults: bool,
     pub(crate) channels: Channels,
     /// Presence channels this core owns.
@@ -155,7 +167,8 @@ impl Pusher {
         Pusher {
             node: config.node,
             apps: Apps::new(config.apps),
-            render_metrics: config.metrics,
+            render: config.render,
+            status_token: config.status_token,
             faults: config.faults,
             channels: Channels::default(),
             presence: Presence::default(),

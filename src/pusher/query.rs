@@ -67,6 +67,9 @@ pub(crate) struct CoreReport {
     pub(crate) dirty: u64,
     /// Bytes of per-connection state this core accounts for (slab, heap extras, timers).
     pub(crate) conn_state_bytes: u64,
+    /// When asked (the status page): a hash of each channel with local subscribers, so that
+    /// channels on several cores are counted once.
+    pub(crate) channel_hashes: Vec<u64>,
     /// Per app: connections established on this core.
     pub(crate) app_connections: Vec<u64>,
 }
@@ -74,7 +77,10 @@ pub(crate) struct CoreReport {
 #[derive(Debug, Clone)]
 pub(crate) enum Question {
     Channels(Arc<ChannelQuery>),
-    Report,
+    /// Per-core figures; `channel_hashes`: with a hash of each local channel.
+    Report {
+        channel_hashes: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -119,6 +125,8 @@ pub(crate) enum Reply {
     BatchInfo { events: Vec<Option<(Box<str>, bool, bool)>> },
     /// GET /metrics.
     Metrics,
+    /// GET /status.json.
+    Status,
 }
 
 /// Who waits for a query's answer.

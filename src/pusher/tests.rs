@@ -43,7 +43,7 @@ fn masked(payload: &[u8]) -> Vec<u8> {
     crate::protocol::decoder::tests_support::client_frame(true, 1, payload, [1, 2, 3, 4])
 }
 
-fn no_metrics(_: &[CoreReport], _: &[App]) -> String {
+fn no_metrics(_: &[CoreReport], _: &[App], _: crate::pusher::Rendering) -> String {
     String::new()
 }
 
@@ -70,7 +70,8 @@ impl Cluster {
                 let pusher = Pusher::new(crate::pusher::Config {
                     apps: cfg.apps.clone(),
                     node: NodeId(7),
-                    metrics: no_metrics,
+                    render: no_metrics,
+                    status_token: String::new(),
                     faults: false,
                 });
                 let mut core = Core::new(CoreId(s), cfg.settings.clone(), pusher, 0);

@@ -162,8 +162,13 @@ fn log_start(cfg: &Config, bound: SocketAddr, count: usize, backlog: u32, node: 
     }
 }
 
-/// Renders `/metrics`: the cores' reports with the figures of the threads off the cores.
-fn render_metrics(reports: &[crate::pusher::query::CoreReport], apps: &[crate::pusher::apps::App]) -> String {
+/// Renders `/metrics` or `/status.json`: the cores' reports with the figures of the threads off
+/// the cores.
+fn render(
+    reports: &[crate::pusher::query::CoreReport],
+    apps: &[crate::pusher::apps::App],
+    what: pusher::Rendering,
+) -> String {
     let w = crate::webhooks::counters();
     let c = crate::cluster::status();
     let process = crate::metrics::Process {
@@ -180,7 +185,10 @@ fn render_metrics(reports: &[crate::pusher::query::CoreReport], apps: &[crate::p
         }),
         rss: crate::metrics::process_rss(),
     };
-    crate::metrics::render(reports, apps, &process)
+    match what {
+        pusher::Rendering::Metrics => crate::metrics::render(reports, apps, &process),
+        pusher::Rendering::Status => crate::metrics::status_json(reports, apps, &process),
+    }
 }
 
 /// Builds this shard's core and runs its tasks until a drain command; then drains.
@@ -191,7 +199,8 @@ async fn shard_main(p: ShardParts) {
     let service = Pusher::new(pusher::Config {
         apps: p.cfg.apps.clone(),
         node: p.node,
-        metrics: render_metrics,
+        render,
+        status_token: p.cfg.status_token.clone(),
         faults,
     });
     let mut core = Core::new(p.shard, p.cfg.engine_settings(), service, 0);
