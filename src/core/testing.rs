@@ -141,6 +141,13 @@ impl<S: Service> Core<S> {
     /// Runs connection `key` (whose socket is `sock`) as its task would, until it waits or
     /// ends; then writes what the flusher would. Returns its state.
     pub(crate) fn run_conn(&mut self, key: ConnKey, sock: &FakeSocket) -> State {
+        self.run_conn_unflushed(key, sock);
+        while self.flush(usize::MAX) {}
+        self.state(key)
+    }
+
+    /// Like `run_conn`, but leaves fan-out output queued (as if the flusher had not run yet).
+    pub(crate) fn run_conn_unflushed(&mut self, key: ConnKey, sock: &FakeSocket) {
         let mut buf = vec![0u8; 64 * 1024];
         let mut cx = Context::from_waker(Waker::noop());
         loop {
@@ -154,8 +161,6 @@ impl<S: Service> Core<S> {
                 break;
             }
         }
-        while self.flush(usize::MAX) {}
-        self.state(key)
     }
 
     /// What connection `key` is doing.

@@ -86,6 +86,21 @@ impl Cluster {
     /// moves.
     fn pump(&mut self) {
         loop {
+            let moved = self.pump_messages();
+            for core in &mut self.cores {
+                while core.flush(usize::MAX) {}
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Delivers every queued cross-core message, writing nothing the flusher would write; true
+    /// if any moved.
+    fn pump_messages(&mut self) -> bool {
+        let mut any = false;
+        loop {
             let mut moved = false;
             for from in 0..self.cores.len() {
                 for to in 0..self.cores.len() {
@@ -96,12 +111,10 @@ impl Cluster {
                     }
                 }
             }
-            for core in &mut self.cores {
-                while core.flush(usize::MAX) {}
-            }
             if !moved {
-                return;
+                return any;
             }
+            any = true;
         }
     }
 
@@ -549,4 +562,74 @@ fn occupancy_and_subscription_count_webhooks_fire_once_per_server() {
     let names: Vec<&str> = got.iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["subscription_count", "channel_vacated", "subscription_count"], "{got:?}");
     assert_eq!(got[2]["subscription_count"], 0);
+}
+
+/// Several publishes in one turn reach each subscriber in one send, in order, with the
+/// exclusions of each publish applied inside the batch.
+#[test]
+fn publishes_in_one_turn_leave_in_one_send_with_exclusions_and_order() {
+    let mut cl = Cluster::new(2, |_| {});
+    let a = cl.connect(0);
+    let b = cl.connect(1);
+    let c = cl.connect(1);
+    for x in [&a, &b, &c] {
+        cl.subscribe(x, "news", None);
+        cl.take(x);
+    }
+    let sends = |c: &Client| c.sock.0.borrow().sends;
+    let before = [sends(&a), sends(&b), sends(&c)];
+    let b_ref = SocketRef::parse(&b.socket_id).unwrap();
+    // Five publishes from core 0 in one turn, the third excluding b; nothing is pumped between.
+    cl.cores[0].with_service(|s, e| {
+        for i in 0..5 {
+            let frame = crate::pusher::messages::event("n", Some("news"), &i.to_string());
+            s.publish(e, APP, "news", frame, (i == 2).then_some(b_ref), None);
+        }
+    });
+    cl.pump();
+    let got = |cl: &mut Cluster, x: &Client| -> Vec<Value> {
+        cl.take(x).iter().map(|m| m["data"].clone()).collect()
+    };
+    assert_eq!(got(&mut cl, &a), ["0", "1", "2", "3", "4"]);
+    assert_eq!(got(&mut cl, &b), ["0", "1", "3", "4"], "the exclusion applies inside the batch");
+    assert_eq!(got(&mut cl, &c), ["0", "1", "2", "3", "4"]);
+    assert_eq!(
+        [sends(&a) - before[0], sends(&b) - before[1], sends(&c) - before[2]],
+        [1, 1, 1],
+        "one send each"
+    );
+}
+
+/// A presence join in the same turn as other events: the joiner gets its confirmation, never its
+/// own member_added, and the others get member_added in order with the events around it.
+#[test]
+fn member_added_inside_a_batch_skips_the_joiner_and_keeps_order() {
+    let mut cl = Cluster::new(2, |_| {});
+    let a = cl.connect(0);
+    let j = cl.connect(1);
+    cl.subscribe(&a, "presence-r", Some(r#"{"user_id":"a"}"#));
+    cl.take(&a);
+    // Queue an event, then the join (whose member_added goes out through the same turn), then
+    // another event, before the flusher writes anything.
+    cl.cores[0].with_service(|s, e| {
+        let frame = crate::pusher::messages::event("before", Some("presence-r"), "1");
+        s.publish(e, APP, "presence-r", frame, None, None);
+    });
+    let sig =
+        auth::sign("app-secret", &[format!("{}:presence-r:{{\"user_id\":\"j\"}}", j.socket_id).as_bytes()]);
+    let sub = json!({"event": "pusher:subscribe", "data": {"channel": "presence-r", "auth": format!("app-key:{sig}"), "channel_data": r#"{"user_id":"j"}"#}});
+    j.sock.push_input(&masked(sub.to_string().as_bytes()));
+    cl.cores[1].run_conn_unflushed(j.key, &j.sock);
+    cl.pump_messages();
+    let sends = a.sock.0.borrow().sends;
+    cl.cores[1].with_service(|s, e| {
+        let frame = crate::pusher::messages::event("after", Some("presence-r"), "2");
+        s.publish(e, APP, "presence-r", frame, None, None);
+    });
+    cl.pump();
+    assert_eq!(a.sock.0.borrow().sends - sends, 1, "one send for the three");
+    assert_eq!(events(&cl.take(&a)), ["before", "pusher_internal:member_added", "after"]);
+    let joiner = events(&cl.take(&j));
+    assert_eq!(joiner[0], "pusher_internal:subscription_succeeded");
+    assert!(!joiner.iter().any(|e| e == "pusher_internal:member_added"), "{joiner:?}");
 }
