@@ -84,6 +84,10 @@ pub struct Cli {
     /// Also serve /metrics (and only it, / and /ready) on this port; 0: main port only [default: 0].
     #[arg(long, env = "CORECAST_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// Share --port with other corecast processes on this host (one SO_REUSEPORT group: the
+    /// kernel spreads connections over all of them); without it a port in use is an error.
+    #[arg(long, env = "CORECAST_SHARE_PORT", num_args = 0..=1, default_missing_value = "true")]
+    pub share_port: Option<bool>,
     /// Serve the live status page (/status) on the main port to requests carrying this token
     /// (`?token=` or `Authorization: Bearer`); it is always served on the metrics port
     /// [default: none].
@@ -155,6 +159,8 @@ pub struct Config {
     pub socket_send_buffer: usize,
     /// Also serve /metrics on this port; 0: main port only.
     pub metrics_port: u16,
+    /// Share the port with other corecast processes (one SO_REUSEPORT group).
+    pub share_port: bool,
     /// Token that opens /status on the main port; empty: only on the metrics port.
     pub status_token: String,
     /// Redis URL; empty: no cluster.
@@ -190,6 +196,7 @@ impl Default for Config {
             max_body_size: 100 * 1024,
             socket_send_buffer: 0,
             metrics_port: 0,
+            share_port: false,
             status_token: String::new(),
             redis: String::new(),
             redis_prefix: "corecast".into(),
@@ -250,6 +257,7 @@ impl Config {
             max_body_size,
             socket_send_buffer,
             metrics_port,
+            share_port,
             status_token,
             redis,
             redis_prefix,

@@ -284,3 +284,49 @@ fn metrics_port_serves_only_metrics() {
     let resp = raw_exchange(&server.addr(), b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", t);
     assert_eq!(status_of(&resp), "HTTP/1.1 200 OK");
 }
+
+/// Several processes on one port (the multi-node-per-box shape): with --share-port both listen
+/// and the kernel spreads connections over them; without it the second refuses to start.
+#[test]
+fn share_port_lets_processes_listen_on_one_port() {
+    let port = free_port();
+    let (m1, m2) = (free_port(), free_port());
+    let a = Server::start_on(port, &["--cores", "1", "--share-port", "--metrics-port", &m1.to_string()], &[]);
+    let b = Server::start_on(port, &["--cores", "1", "--share-port", "--metrics-port", &m2.to_string()], &[]);
+    assert_eq!(a.port, b.port);
+    let conns: Vec<_> = (0..64).map(|_| raw_ws(&a.addr(), "/app/app-key?protocol=7")).collect();
+    let websockets = |m: u16| -> u64 {
+        let text = String::from_utf8_lossy(&raw_exchange(
+            &format!("127.0.0.1:{m}"),
+            b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(3),
+        ))
+        .into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("corecast_websocket_connections_all "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (na, nb) = loop {
+        let (na, nb) = (websockets(m1), websockets(m2));
+        if na + nb == 64 || std::time::Instant::now() > deadline {
+            break (na, nb);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(na + nb, 64, "every connection landed on one of the two");
+    assert!(na > 0 && nb > 0, "both processes took connections: {na} and {nb}");
+    drop(conns);
+    // Without --share-port a second process on a taken port refuses, naming the problem.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corecast"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -7,10 +7,16 @@ use std::net::SocketAddr;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Binds `count` SO_REUSEPORT listeners to `addr` (port 0: one ephemeral port shared by all).
-/// Fails, rather than sharing the port, if another process already listens there.
-pub(super) fn bind_all(addr: SocketAddr, count: usize, backlog: u32) -> io::Result<(Vec<Socket>, u32)> {
+/// Unless `share` (several corecast processes on one port, one SO_REUSEPORT group), fails
+/// rather than sharing the port when another process already listens there.
+pub(super) fn bind_all(
+    addr: SocketAddr,
+    count: usize,
+    backlog: u32,
+    share: bool,
+) -> io::Result<(Vec<Socket>, u32)> {
     let backlog = clamp_backlog(backlog);
-    if addr.port() != 0 {
+    if addr.port() != 0 && !share {
         // A plain bind fails if anyone holds the port, even with SO_REUSEPORT; ours would not.
         let probe = new_socket(addr, false)?;
         probe.bind(&addr.into()).map_err(|e| in_use(e, addr))?;

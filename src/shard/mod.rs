@@ -64,7 +64,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     // Fix the count now: inside a pinned executor the affinity mask shows one core.
     cfg.cores = count;
     let addr = SocketAddr::new(cfg.host, cfg.port);
-    let (listeners, backlog) = listener::bind_all(addr, count, cfg.backlog).map_err(|e| e.to_string())?;
+    let (listeners, backlog) =
+        listener::bind_all(addr, count, cfg.backlog, cfg.share_port).map_err(|e| e.to_string())?;
     let bound = listeners[0].local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
     let mut metrics = metrics_listener(&cfg)?;
     let signals = control::signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -121,7 +122,7 @@ fn metrics_listener(cfg: &Config) -> Result<Option<socket2::Socket>, String> {
         return Ok(None);
     }
     let addr = SocketAddr::new(cfg.host, cfg.metrics_port);
-    let (mut s, _) = listener::bind_all(addr, 1, 1024).map_err(|e| e.to_string())?;
+    let (mut s, _) = listener::bind_all(addr, 1, 1024, false).map_err(|e| e.to_string())?;
     Ok(Some(s.remove(0)))
 }
 

@@ -21,8 +21,13 @@ impl Server {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_on(0, args, env)
+    }
+
+    /// Starts corecast on 127.0.0.1:`port` (0: any free port).
+    pub fn start_on(port: u16, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
-        cmd.args(["--host", "127.0.0.1", "--port", "0"]).args(args);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]).args(args);
         cmd.env("RUST_LOG", "info").env_remove("CORECAST_CONFIG");
         for (k, v) in env {
             cmd.env(k, v);
