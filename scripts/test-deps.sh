@@ -137,8 +137,9 @@ declare -A APT_PROBE=(
   [ss]=iproute2
   [ps]=procps
   [curl]=curl
+  [perf]=linux-perf
 )
-APT_ORDER=(redis-server shellcheck ss ps curl)
+APT_ORDER=(redis-server shellcheck ss ps curl perf)
 APT_MISSING=()
 for cmd in "${APT_ORDER[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || APT_MISSING+=("${APT_PROBE[$cmd]}")
