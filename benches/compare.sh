@@ -6,20 +6,38 @@
 # connect only). Reports land in target/bench/<timestamp>/<server>-<scenario>/ (report.json,
 # summary.txt, SVG charts); target/bench/<timestamp>/results.md has the tables.
 #
-# Usage: benches/compare.sh [--charts NAME] [corecast|soketi|uws|both|all] [scenario ...]
+# Usage: benches/compare.sh [--smoke] [--charts NAME] [corecast|soketi|uws|both|all] [scenario ...]
 #   both: corecast and soketi; all: the three (default: all)
 #   scenarios: idle connect fanout1 fanout100 presence churn echo (default: all but echo)
 #   --charts NAME  also copy every run's charts and summary.txt, and results.md, into
 #                  benches/results/NAME/ (small SVGs, to commit and show in RESULTS.md)
+#   --smoke        the same runs at a tiny size (hundreds of connections, 1 s phases), to check
+#                  the script and the servers before a real sitting; not for figures
 # Examples (issue 12's proof): benches/compare.sh --charts fanout all fanout1 fanout100
 # Needs: cargo build --release --workspace; scripts/test-deps.sh --with-soketi --with-uws.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 charts=""
-if [ "${1:-}" = --charts ]; then
-  charts=${2:?--charts needs a name}
-  shift 2
+smoke=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --charts)
+      charts=${2:?--charts needs a name}
+      shift 2
+      ;;
+    --smoke)
+      smoke=1
+      shift
+      ;;
+    *) break ;;
+  esac
+done
+# Sizes: connections held, fan-out subscribers, find-max phase seconds and most phases.
+if ((smoke)); then
+  steps=100,300 conns=300 subs=300 phase=1 phases=3 pair=100 settle=1
+else
+  steps=1000,5000,15000 conns=15000 subs=10000 phase=5 phases=16 pair=2000 settle=5
 fi
 which=${1:-all}
 shift || true
@@ -134,14 +152,14 @@ run() {
   start "$server" "$extra"
   echo "== $server $scenario"
   case "$scenario" in
-    idle) "$LOAD" "${common[@]}" idle --steps 1000,5000,15000 --channels 1 --settle 5 --rate 2000 ;;
-    connect) "$LOAD" "${common[@]}" connect --connections 15000 --rate 20000 --hold 2 ;;
-    # One worker process (one receive thread) holds the 10,000 subscribers.
-    fanout1) "$LOAD" "${common[@]}" --per-worker 10000 fanout --subscribers 10000 --channels 1 --find-max --rate 20 --phase-secs 5 --max-p99-ms 500 --publishers 2 ;;
-    fanout100) "$LOAD" "${common[@]}" --per-worker 10000 fanout --subscribers 10000 --channels 100 --find-max --rate 2000 --phase-secs 5 --max-p99-ms 100 --publishers 4 ;;
-    presence) "$LOAD" "${common[@]}" presence --connections 2000 --channels 20 --conns-per-user 2 --stay-ms 200 --duration 10 ;;
-    churn) "$LOAD" "${common[@]}" churn --steady 2000 --churners 2000 --channels 10 --stay-ms 500 --jitter-ms 250 --rate 100 --duration 10 ;;
-    echo) "$LOAD" "${common[@]}" --protocol raw --path /echo echo --connections 100 --duration 10 ;;
+    idle) "$LOAD" "${common[@]}" idle --steps "$steps" --channels 1 --settle "$settle" --rate 2000 ;;
+    connect) "$LOAD" "${common[@]}" connect --connections "$conns" --rate 20000 --hold 2 ;;
+    # One worker process (one receive thread) holds the subscribers.
+    fanout1) "$LOAD" "${common[@]}" --per-worker "$subs" fanout --subscribers "$subs" --channels 1 --find-max --rate 20 --phase-secs "$phase" --max-phases "$phases" --max-p99-ms 500 --publishers 2 ;;
+    fanout100) "$LOAD" "${common[@]}" --per-worker "$subs" fanout --subscribers "$subs" --channels 100 --find-max --rate 2000 --phase-secs "$phase" --max-phases "$phases" --max-p99-ms 100 --publishers 4 ;;
+    presence) "$LOAD" "${common[@]}" presence --connections "$pair" --channels 20 --conns-per-user 2 --stay-ms 200 --duration "$((phase * 2))" ;;
+    churn) "$LOAD" "${common[@]}" churn --steady "$pair" --churners "$pair" --channels 10 --stay-ms 500 --jitter-ms 250 --rate 100 --duration "$((phase * 2))" ;;
+    echo) "$LOAD" "${common[@]}" --protocol raw --path /echo echo --connections 100 --duration "$((phase * 2))" ;;
     *)
       echo "compare.sh: unknown scenario $scenario" >&2
       exit 2
@@ -163,9 +181,21 @@ done
   echo
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), \
 $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r); \
-$(date -u '+%Y-%m-%d %H:%M UTC'); \`benches/compare.sh ${charts:+--charts $charts }$which ${scenarios[*]}\`"
+$(date -u '+%Y-%m-%d %H:%M UTC'); \`benches/compare.sh $([ $smoke = 1 ] && printf -- '--smoke ')${charts:+--charts $charts }$which ${scenarios[*]}\`"
   echo
   "$LOAD" table "${ran[@]}"
+  if [ -n "$charts" ]; then
+    echo "Charts (links relative to benches/, as RESULTS.md shows them):"
+    echo
+    for dir in "${ran[@]}"; do
+      run_name=$(basename "$dir")
+      printf '%s: ' "$run_name"
+      for c in throughput latency cpu connections server_rss kernel_memory; do
+        printf '[%s](results/%s/%s/%s.svg) ' "$c" "$charts" "$run_name" "$c"
+      done
+      printf '\n![%s throughput](results/%s/%s/throughput.svg)\n\n' "$run_name" "$charts" "$run_name"
+    done
+  fi
 } >"$OUT/results.md"
 cat "$OUT/results.md"
 if [ -n "$charts" ]; then

@@ -194,15 +194,34 @@ impl Pacer {
         self.sent += n;
     }
 
-    /// How long until the next event is due (at most `max`).
-    fn wait(&self, max: Duration) -> Duration {
-        if self.rate <= 0.0 {
-            return max;
+    /// When `n` (≥ 1) events not yet taken are due.
+    fn at(&self, n: u64) -> Option<Instant> {
+        (self.rate > 0.0)
+            .then(|| self.start + Duration::from_secs_f64((self.sent + n.max(1) - 1) as f64 / self.rate))
+    }
+
+    /// Whether to send now: `batch` events are due, or the oldest due one has waited `hold`.
+    fn ready(&self, due: u64, batch: u64, hold: Duration, now: Instant) -> bool {
+        due >= batch || (due > 0 && self.at(1).is_some_and(|t| now >= t + hold))
+    }
+
+    /// How long to wait (at most `max`) until `ready` can next be true.
+    fn wait(&self, batch: u64, hold: Duration, max: Duration) -> Duration {
+        match (self.at(batch), self.at(1)) {
+            (Some(full), Some(first)) => {
+                full.min(first + hold).saturating_duration_since(Instant::now()).min(max)
+            }
+            _ => max,
         }
-        let at = self.start + Duration::from_secs_f64(self.sent as f64 / self.rate);
-        at.saturating_duration_since(Instant::now()).min(max)
     }
 }
+
+/// Longest an HTTP publisher holds due events to fill a batch.
+const HTTP_HOLD: Duration = Duration::from_millis(5);
+/// Longest a WebSocket publisher holds due events to write several frames at once.
+const WS_HOLD: Duration = Duration::from_millis(2);
+/// How often a WebSocket publisher reads what the server sent it (pings, closes).
+const WS_READ_EVERY: Duration = Duration::from_millis(50);
 
 /// Waits until `s` is readable or `d` passes.
 fn wait_readable(s: &TcpStream, d: Duration) {
@@ -364,46 +383,46 @@ fn http_publisher(
         let inflight = conn.as_ref().map_or(0, |c| c.inflight.len());
         let room = window.saturating_sub(inflight);
         let used_up = one_per_connection && conn.as_ref().is_some_and(|c| c.answered > 0 || inflight > 0);
-        if room > 0 && !used_up {
-            let due = pacer.due(rate, Instant::now());
+        let now = Instant::now();
+        let due = pacer.due(rate, now);
+        // Full batches at high rates; at low rates, events wait at most HTTP_HOLD.
+        if room > 0 && !used_up && pacer.ready(due, batch as u64, HTTP_HOLD, now) {
             let n = (due as usize).min(room * batch);
-            if n > 0 {
-                if conn.is_none() {
-                    match http_connect(server) {
-                        Ok(c) => conn = Some(c),
-                        Err(_) => {
-                            pacer.take(n as u64);
-                            ctx.failed(n);
-                            std::thread::sleep(Duration::from_millis(100));
-                            continue;
-                        }
+            if conn.is_none() {
+                match http_connect(server) {
+                    Ok(c) => conn = Some(c),
+                    Err(_) => {
+                        pacer.take(n as u64);
+                        ctx.failed(n);
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
                     }
                 }
-                let c = conn.as_mut().unwrap();
-                let mut out = Vec::new();
-                let mut left = n;
-                while left > 0 {
-                    let k = left.min(batch);
-                    let chs: Vec<usize> = (0..k)
-                        .map(|_| {
-                            rr = (rr + 1) % ctx.owned.len();
-                            ctx.owned[rr]
-                        })
-                        .collect();
-                    out.extend_from_slice(&http_request(&mut ctx, server, app_id, key, secret, &chs));
-                    c.inflight.push_back(chs);
-                    left -= k;
-                }
-                pacer.take(n as u64);
-                if write_all_nb(&mut c.stream, &out).is_err() {
-                    let lost: usize = c.inflight.iter().map(Vec::len).sum();
-                    ctx.failed(lost);
-                    conn = None;
-                }
-                continue;
             }
+            let c = conn.as_mut().unwrap();
+            let mut out = Vec::new();
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(batch);
+                let chs: Vec<usize> = (0..k)
+                    .map(|_| {
+                        rr = (rr + 1) % ctx.owned.len();
+                        ctx.owned[rr]
+                    })
+                    .collect();
+                out.extend_from_slice(&http_request(&mut ctx, server, app_id, key, secret, &chs));
+                c.inflight.push_back(chs);
+                left -= k;
+            }
+            pacer.take(n as u64);
+            if write_all_nb(&mut c.stream, &out).is_err() {
+                let lost: usize = c.inflight.iter().map(Vec::len).sum();
+                ctx.failed(lost);
+                conn = None;
+            }
+            continue;
         }
-        let wait = pacer.wait(Duration::from_millis(5));
+        let wait = pacer.wait(batch as u64, HTTP_HOLD, Duration::from_millis(5));
         match conn.as_ref() {
             Some(c) if !c.inflight.is_empty() => wait_readable(&c.stream, wait),
             _ if rate <= 0.0 => std::thread::sleep(Duration::from_millis(2)),
@@ -479,6 +498,9 @@ fn ws_publisher(mut ctx: Ctx, server: SocketAddr, pub_path: &str) {
     let mut rr = 0usize;
     let mut mask = u32::from(ctx.index).wrapping_mul(2_654_435_761) | 1;
     let mut payload = vec![b'x'; ctx.payload.max(frames::PROBE_LEN)];
+    // A write per connection carries about a frame per owned channel, or what WS_HOLD gathers.
+    let batch = ctx.owned.len() as u64;
+    let mut last_read = Instant::now();
     while !ctx.stop.load(Ordering::Relaxed) {
         for w in conns.iter_mut() {
             if w.stream.is_none() {
@@ -491,7 +513,9 @@ fn ws_publisher(mut ctx: Ctx, server: SocketAddr, pub_path: &str) {
                 }
             }
         }
-        let due = pacer.due(ctx.my_rate(), Instant::now()) as usize;
+        let now = Instant::now();
+        let due = pacer.due(ctx.my_rate(), now);
+        let due = if pacer.ready(due, batch, WS_HOLD, now) { due as usize } else { 0 };
         if due > 0 {
             for _ in 0..due {
                 rr = (rr + 1) % conns.len();
@@ -525,6 +549,13 @@ fn ws_publisher(mut ctx: Ctx, server: SocketAddr, pub_path: &str) {
             }
         }
         // What the server says to a publisher: pings (answered) and closes.
+        if last_read.elapsed() < WS_READ_EVERY {
+            if due == 0 {
+                std::thread::sleep(pacer.wait(batch, WS_HOLD, Duration::from_millis(2)));
+            }
+            continue;
+        }
+        last_read = Instant::now();
         for w in conns.iter_mut() {
             let Some(s) = w.stream.as_mut() else { continue };
             let alive = read_available(s, &mut w.inbuf).unwrap_or(false);
@@ -550,7 +581,7 @@ fn ws_publisher(mut ctx: Ctx, server: SocketAddr, pub_path: &str) {
             }
         }
         if due == 0 {
-            std::thread::sleep(pacer.wait(Duration::from_millis(2)));
+            std::thread::sleep(pacer.wait(batch, WS_HOLD, Duration::from_millis(2)));
         }
     }
     for w in conns.iter_mut() {
@@ -603,6 +634,21 @@ mod tests {
         p.take(10);
         // Two seconds late: at most 100 ms of events (+1) are offered.
         assert_eq!(p.due(1000.0, t0 + Duration::from_secs(2)), 101);
+    }
+
+    #[test]
+    fn pacer_fills_batches_or_sends_what_waited_long_enough() {
+        let mut p = Pacer::new();
+        let t0 = Instant::now();
+        let hold = Duration::from_millis(5);
+        let due = p.due(1000.0, t0);
+        assert!(!p.ready(due, 10, hold, t0), "one event, just due");
+        let t = t0 + Duration::from_millis(9);
+        let due = p.due(1000.0, t);
+        assert!(p.ready(due, 10, hold, t), "ten due: a full batch");
+        let mut q = Pacer::new();
+        let due = q.due(100.0, t0);
+        assert!(q.ready(due, 10, hold, t0 + hold), "the first waited the hold time");
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! Sources, in the order `auto` tries them: corecast's own counters on `/metrics`
 //! (`corecast_send_syscalls_total`, `corecast_frames_written_total`), then `perf stat` on the
 //! server process counting the syscalls that send on a socket (`sendto`, `sendmsg`,
-//! `sendmmsg`, `writev`, `write`) and the io_uring requests that do (`SEND`, `SENDMSG`,
-//! `WRITE`, `WRITEV`, `WRITE_FIXED`, `SEND_ZC`, `SENDMSG_ZC`).
+//! `sendmmsg`, and `writev`/`write` on any descriptor but the non-sockets the server has open
+//! when the window starts: glommio's eventfd wake-ups are `write`s) and the io_uring requests
+//! that send (`SEND`, `SENDMSG`, `SEND_ZC`, `SENDMSG_ZC`). io_uring `WRITE`/`WRITEV` requests
+//! carry no descriptor in the tracepoint and are files or eventfds in glommio: they are
+//! reported apart (`io_uring_write_requests`), not counted as sends.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,10 +19,25 @@ use serde_json::{Value, json};
 
 const SEND_METRIC: &str = "corecast_send_syscalls_total";
 const FRAMES_METRIC: &str = "corecast_frames_written_total";
-const SYSCALLS: [&str; 5] = ["sendto", "sendmsg", "sendmmsg", "writev", "write"];
-/// io_uring opcodes that send: WRITEV 2, WRITE_FIXED 5, SENDMSG 9, WRITE 23, SEND 26,
-/// SEND_ZC 47, SENDMSG_ZC 48.
-const URING_SEND_FILTER: &str = "opcode == 2 || opcode == 5 || opcode == 9 || opcode == 23 || opcode == 26 || opcode == 47 || opcode == 48";
+const SEND_SYSCALLS: [&str; 3] = ["sendto", "sendmsg", "sendmmsg"];
+const WRITE_SYSCALLS: [&str; 2] = ["writev", "write"];
+/// io_uring opcodes that send on a socket: SENDMSG 9, SEND 26, SEND_ZC 47, SENDMSG_ZC 48.
+const URING_SEND_FILTER: &str = "opcode == 9 || opcode == 26 || opcode == 47 || opcode == 48";
+/// io_uring opcodes that write: WRITEV 2, WRITE_FIXED 5, WRITE 23.
+const URING_WRITE_FILTER: &str = "opcode == 2 || opcode == 5 || opcode == 23";
+
+/// A tracepoint filter leaving out the descriptors `pid` has open that are not sockets.
+fn sockets_only_filter(pid: u32) -> Option<String> {
+    let mut not_sockets = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        match std::fs::read_link(entry.path()) {
+            Ok(target) if target.to_string_lossy().starts_with("socket:") => {}
+            _ => not_sockets.push(format!("fd != {fd}")),
+        }
+    }
+    (!not_sockets.is_empty()).then(|| not_sockets.join(" && "))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -116,10 +134,18 @@ impl Perf {
         let mut cmd = Command::new("perf");
         cmd.args(["stat", "-x", ",", "--delay=-1", "-o"]).arg(&out);
         cmd.arg(format!("--control=fifo:{},{}", ctl_path.display(), ack_path.display()));
-        for s in SYSCALLS {
+        for s in SEND_SYSCALLS {
             cmd.args(["-e", &format!("syscalls:sys_enter_{s}")]);
         }
+        let sockets_only = sockets_only_filter(pid);
+        for s in WRITE_SYSCALLS {
+            cmd.args(["-e", &format!("syscalls:sys_enter_{s}")]);
+            if let Some(f) = &sockets_only {
+                cmd.args(["--filter", f]);
+            }
+        }
         cmd.args(["-e", "io_uring:io_uring_submit_req", "--filter", URING_SEND_FILTER]);
+        cmd.args(["-e", "io_uring:io_uring_submit_req", "--filter", URING_WRITE_FILTER]);
         cmd.args(["-p", &pid.to_string()]);
         let mut child = cmd
             .stdin(Stdio::null())
@@ -217,17 +243,29 @@ fn parse_perf(text: &str) -> Value {
     let mut by = serde_json::Map::new();
     let mut total = 0u64;
     let mut all_counted = true;
+    let mut uring = 0;
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let f: Vec<&str> = line.split(',').collect();
         let (Some(count), Some(event)) = (f.first(), f.get(2)) else { continue };
-        let name = match event.strip_prefix("syscalls:sys_enter_") {
-            Some(s) => s.to_string(),
-            None if event.starts_with("io_uring:") => "io_uring_send_requests".to_string(),
+        // The two io_uring events come in the order given: sends, then writes.
+        let (name, is_send) = match event.strip_prefix("syscalls:sys_enter_") {
+            Some(s) if WRITE_SYSCALLS.contains(&s) => (format!("{s} (sockets)"), true),
+            Some(s) => (s.to_string(), true),
+            None if event.starts_with("io_uring:") => {
+                uring += 1;
+                if uring == 1 {
+                    ("io_uring_send_requests".to_string(), true)
+                } else {
+                    ("io_uring_write_requests".to_string(), false)
+                }
+            }
             None => continue,
         };
         match count.parse::<u64>() {
             Ok(n) => {
-                total += n;
+                if is_send {
+                    total += n;
+                }
                 by.insert(name, json!(n));
             }
             Err(_) => {
@@ -274,11 +312,14 @@ mod tests {
     #[test]
     fn perf_csv_is_summed_and_uncounted_events_are_flagged() {
         let text = "# started on Mon\n\n120,,syscalls:sys_enter_sendto,1000,100.00,,\n\
-                    <not counted>,,syscalls:sys_enter_sendmsg,0,0.00,,\n5,,io_uring:io_uring_submit_req,1000,100.00,,\n";
+                    <not counted>,,syscalls:sys_enter_sendmsg,0,0.00,,\n7,,syscalls:sys_enter_write,1000,100.00,,\n\
+                    5,,io_uring:io_uring_submit_req,1000,100.00,,\n900,,io_uring:io_uring_submit_req,1000,100.00,,\n";
         let v = parse_perf(text);
-        assert_eq!(v["send_calls"], 125);
+        assert_eq!(v["send_calls"], 132, "io_uring writes are not sends");
         assert_eq!(v["by_call"]["sendto"], 120);
+        assert_eq!(v["by_call"]["write (sockets)"], 7);
         assert_eq!(v["by_call"]["io_uring_send_requests"], 5);
+        assert_eq!(v["by_call"]["io_uring_write_requests"], 900);
         assert_eq!(v["all_counted"], false);
     }
 }
