@@ -334,6 +334,10 @@ fn fanout_phase(
     let mut sends = sent;
     if let Some(n) = send_calls {
         sends["deliveries_per_send"] = json!(round(received as f64 / n as f64));
+        // corecast's own count of WebSocket frames written, when /metrics has it.
+        if let Some(frames) = sends["frames_written"].as_u64() {
+            sends["frames_per_send"] = json!(round(frames as f64 / n as f64));
+        }
     }
     let phase = json!({
         "target_events_per_second": rate.round(),

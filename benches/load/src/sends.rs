@@ -90,7 +90,8 @@ pub fn sum_metric(page: &str, name: &str) -> Option<u64> {
 fn scrape(server: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&server, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n").ok()?;
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let resp = String::from_utf8_lossy(&resp).into_owned();
@@ -307,6 +308,46 @@ mod tests {
         assert_eq!(sum_metric(page, SEND_METRIC), Some(42));
         assert_eq!(sum_metric(page, FRAMES_METRIC), Some(420));
         assert_eq!(sum_metric(page, "corecast_nothing_total"), None);
+    }
+
+    /// A /metrics endpoint whose counters grow by 100 sends and 950 frames per scrape.
+    fn fake_metrics() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for (i, conn) in listener.incoming().enumerate() {
+                let Ok(mut conn) = conn else { break };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+                let i = i as u64;
+                let body = format!(
+                    "corecast_send_syscalls_total{{core=\"0\"}} {}\ncorecast_send_syscalls_total{{core=\"1\"}} {}\n\
+                     corecast_frames_written_total{{core=\"0\"}} {}\n# EOF\n",
+                    60 * i,
+                    40 * i,
+                    950 * i
+                );
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_window_counts_corecasts_own_counters_when_metrics_has_them() {
+        let addr = fake_metrics();
+        let w = begin(Mode::Auto, addr, None, &std::env::temp_dir());
+        assert!(matches!(w, Window::Metrics { .. }), "metrics found first");
+        let v = w.end();
+        assert_eq!(v["source"], "metrics", "{v}");
+        assert_eq!(v["send_calls"], 100);
+        assert_eq!(v["frames_written"], 950);
     }
 
     #[test]
