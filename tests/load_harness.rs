@@ -108,6 +108,8 @@ fn run_against(addr: &str, pid: u32, global: &[&str], scenario: &[&str]) -> Valu
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["scenario"], scenario[0]);
     assert!(!report["timeline"].as_array().unwrap().is_empty(), "a timeline");
+    let point = &report["timeline"][0];
+    assert!(point["slab"].is_number() && point["tcp_buffers"].is_number(), "kernel memory: {point}");
     assert_eq!(report["server_pid"], pid, "the server process was sampled");
     let _ = std::fs::remove_dir_all(&out);
     report["figures"].clone()

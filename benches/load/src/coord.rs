@@ -292,6 +292,7 @@ impl Run {
             server_cpu_us_per_connection: server_cpu.and_then(|pct| per_connection(pct * 10_000.0)),
             harness_cpu_pct: if self.prev_harness_ticks == 0 { 0.0 } else { harness_cpu },
             slab: procstat::slab_bytes(),
+            tcp_buffers: procstat::tcp_buffer_bytes(),
         });
         self.prev_connected = connected;
         self.prev_deliveries = deliveries;

@@ -24,6 +24,8 @@ pub struct Point {
     pub server_cpu_us_per_connection: Option<f64>,
     pub harness_cpu_pct: f64,
     pub slab: Option<u64>,
+    /// TCP socket buffers, machine-wide.
+    pub tcp_buffers: Option<u64>,
 }
 
 /// Chart files every scenario writes.
@@ -78,8 +80,11 @@ pub fn write_charts(dir: &Path, label: &str, timeline: &[Point]) -> Result<Vec<S
         ),
         (
             "kernel_memory.svg",
-            "kernel slab, machine-wide (MiB)",
-            vec![("slab", series(&|p| p.slab.map(|b| b as f64 / 1048576.0)))],
+            "kernel memory, machine-wide (MiB)",
+            vec![
+                ("slab", series(&|p| p.slab.map(|b| b as f64 / 1048576.0))),
+                ("TCP buffers", series(&|p| p.tcp_buffers.map(|b| b as f64 / 1048576.0))),
+            ],
         ),
         (
             "cpu.svg",
