@@ -351,6 +351,41 @@ fn fanout_find_max() {
     assert!(f["sustained_max"].is_object(), "{f}");
 }
 
+/// A start above the server's maximum (here: no phase can meet a 0 ms p99) halves the rate
+/// instead of reporting nothing after one phase.
+#[test]
+fn fanout_find_max_descends_from_a_rate_above_the_maximum() {
+    let server = Server::start(&[]);
+    let f = run(
+        &server,
+        &[],
+        &[
+            "fanout",
+            "--subscribers",
+            "10",
+            "--rate",
+            "8",
+            "--find-max",
+            "--phase-secs",
+            "0.3",
+            "--max-phases",
+            "3",
+            "--max-p99-ms",
+            "0",
+            "--count-sends",
+            "off",
+        ],
+    );
+    let rates: Vec<f64> = f["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["target_events_per_second"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rates, [8.0, 4.0, 2.0], "{f}");
+    assert!(f["sustained_max"].is_null(), "{f}");
+}
+
 #[test]
 fn presence() {
     let server = Server::start(&["--cores", "2"]);

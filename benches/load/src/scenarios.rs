@@ -438,6 +438,14 @@ fn fanout(common: &Common, a: FanoutArgs) -> Result<Outcome, String> {
         rate = match (failed_at, &best) {
             // Still rising: ×1.5, and at least one event per second more.
             (None, _) => (rate * 1.5).ceil().max(rate + 1.0),
+            // Started above the server's maximum: halve until a phase passes.
+            (Some(_), None) => {
+                let down = (rate / 2.0).floor();
+                if down < 1.0 {
+                    break;
+                }
+                down
+            }
             // Then halve the interval between the best rate and the lowest failing one.
             (Some(bad), Some((good_rate, _))) if refined < a.refine => {
                 refined += 1;
