@@ -1,22 +1,83 @@
 #!/usr/bin/env bash
-# Runs the comparison recorded in benches/RESULTS.md: corecast and soketi on this machine, in one
-# session, with the same load, a fresh server process per scenario. Reports land in
-# target/bench/<timestamp>/<server>-<scenario>/ (report.json, summary.txt, charts).
+# Runs the comparisons recorded in benches/RESULTS.md on this machine, in one sitting, with the
+# same load for every server and a fresh server process per scenario: corecast, soketi (Pusher
+# protocol, events published over the HTTP API) and uWebSockets.js (benches/uws/broadcast.js, a
+# plain WebSocket broadcast server, events published over a WebSocket; fan-out, idle and
+# connect only). Reports land in target/bench/<timestamp>/<server>-<scenario>/ (report.json,
+# summary.txt, SVG charts); target/bench/<timestamp>/results.md has the tables.
 #
-# Usage: benches/compare.sh [corecast|soketi|both] [scenario ...]
+# Usage: benches/compare.sh [--smoke] [--charts NAME] [corecast|soketi|uws|both|all] [scenario ...]
+#   both: corecast and soketi; all: the three (default: all)
 #   scenarios: idle connect fanout1 fanout100 presence churn echo (default: all but echo)
-# Needs: cargo build --release --workspace; soketi via scripts/test-deps.sh --with-soketi.
+#   --charts NAME  also copy every run's charts and summary.txt, and results.md, into
+#                  benches/results/NAME/ (small SVGs, to commit and show in RESULTS.md)
+#   --smoke        the same runs at a tiny size (hundreds of connections, 1 s phases), to check
+#                  the script and the servers before a real sitting; not for figures
+# Examples (issue 12's proof): benches/compare.sh --charts fanout all fanout1 fanout100
+# Needs: cargo build --release --workspace; scripts/test-deps.sh --with-soketi --with-uws.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-which=${1:-both}
+charts=""
+smoke=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --charts)
+      charts=${2:?--charts needs a name}
+      shift 2
+      ;;
+    --smoke)
+      smoke=1
+      shift
+      ;;
+    *) break ;;
+  esac
+done
+# Sizes: connections held, fan-out subscribers, find-max phase seconds and most phases.
+if ((smoke)); then
+  steps=100,300 conns=300 subs=300 phase=1 phases=3 pair=100 settle=1
+else
+  steps=1000,5000,15000 conns=15000 subs=10000 phase=5 phases=16 pair=2000 settle=5
+fi
+which=${1:-all}
 shift || true
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(idle connect fanout1 fanout100 presence churn)
+case "$which" in
+  corecast) servers=(corecast) ;;
+  soketi) servers=(soketi) ;;
+  uws) servers=(uws) ;;
+  both) servers=(corecast soketi) ;;
+  all) servers=(corecast soketi uws) ;;
+  *)
+    echo "compare.sh: unknown server set $which (corecast, soketi, uws, both, all)" >&2
+    exit 2
+    ;;
+esac
 OUT=target/bench/$(date -u +%Y%m%dT%H%M%SZ)
 LOAD=target/release/corecast-load
 PORT=6200
 mkdir -p "$OUT"
+[ -x "$LOAD" ] || {
+  echo "compare.sh: run cargo build --release --workspace first" >&2
+  exit 1
+}
+for s in "${servers[@]}"; do
+  case $s in
+    corecast) [ -x target/release/corecast ] || {
+      echo "compare.sh: run cargo build --release --workspace first" >&2
+      exit 1
+    } ;;
+    soketi) [ -x .testenv/soketi/node_modules/.bin/soketi ] || {
+      echo "compare.sh: soketi is missing: run scripts/test-deps.sh --with-soketi" >&2
+      exit 1
+    } ;;
+    uws) [ -e .testenv/uws/node_modules/@trufflesuite/uws-js-unofficial/package.json ] || {
+      echo "compare.sh: uWebSockets.js is missing: run scripts/test-deps.sh --with-uws" >&2
+      exit 1
+    } ;;
+  esac
+done
 
 wait_port() {
   for _ in $(seq 1 100); do
@@ -48,6 +109,10 @@ start() {
         SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES=true \
         .testenv/soketi/node_modules/.bin/soketi start >"$OUT/$1-server.log" 2>&1 &
       ;;
+    uws)
+      NODE_PATH=.testenv/uws/node_modules node benches/uws/broadcast.js --host 127.0.0.1 --port "$PORT" \
+        >"$OUT/$1-server.log" 2>&1 &
+      ;;
   esac
   SERVER_PID=$!
   wait_port
@@ -68,28 +133,73 @@ stop() {
 }
 trap stop EXIT
 
+ran=()
 run() {
-  local server=$1 scenario=$2 app_id=1
-  [ "$server" = soketi ] && app_id=app-id
-  local common=(--server "127.0.0.1:$PORT" --label "$server" --app-id "$app_id" --out "$OUT/$server-$scenario")
+  local server=$1 scenario=$2 app_id=1 label=$1
+  case "$server" in
+    soketi) app_id=app-id ;;
+    uws) label=uWS.js ;;
+  esac
+  if [ "$server" = uws ]; then
+    case "$scenario" in presence | churn | echo) return 0 ;; esac
+  fi
+  local dir="$OUT/$server-$scenario"
+  local common=(--server "127.0.0.1:$PORT" --label "$label" --app-id "$app_id" --out "$dir")
+  [ "$server" != uws ] || common+=(--protocol plain)
+  [ -z "$charts" ] || common+=(--charts-to "benches/results/$charts/$server-$scenario")
   local extra=""
   [ "$scenario" = echo ] && extra="--echo"
   start "$server" "$extra"
   echo "== $server $scenario"
   case "$scenario" in
-    idle) "$LOAD" "${common[@]}" idle --steps 1000,5000,15000 --channels 1 --settle 5 --rate 2000 ;;
-    connect) "$LOAD" "${common[@]}" connect --connections 15000 --rate 20000 --hold 2 ;;
-    fanout1) "$LOAD" "${common[@]}" --per-worker 5000 fanout --subscribers 10000 --channels 1 --find-max --rate 1 --phase-secs 5 --max-p99-ms 500 --publishers 2 ;;
-    fanout100) "$LOAD" "${common[@]}" --per-worker 5000 fanout --subscribers 10000 --channels 100 --find-max --rate 200 --phase-secs 5 --max-p99-ms 100 --publishers 4 ;;
-    presence) "$LOAD" "${common[@]}" presence --connections 2000 --channels 20 --conns-per-user 2 --stay-ms 200 --duration 10 ;;
-    churn) "$LOAD" "${common[@]}" churn --steady 2000 --churners 2000 --channels 10 --stay-ms 500 --jitter-ms 250 --rate 100 --duration 10 ;;
-    echo) "$LOAD" "${common[@]}" --protocol raw --path /echo echo --connections 100 --duration 10 ;;
+    idle) "$LOAD" "${common[@]}" idle --steps "$steps" --channels 1 --settle "$settle" --rate 2000 ;;
+    connect) "$LOAD" "${common[@]}" connect --connections "$conns" --rate 20000 --hold 2 ;;
+    # One worker process (one receive thread) holds the subscribers.
+    fanout1) "$LOAD" "${common[@]}" --per-worker "$subs" fanout --subscribers "$subs" --channels 1 --find-max --rate 20 --phase-secs "$phase" --max-phases "$phases" --max-p99-ms 500 --publishers 2 ;;
+    fanout100) "$LOAD" "${common[@]}" --per-worker "$subs" fanout --subscribers "$subs" --channels 100 --find-max --rate 2000 --phase-secs "$phase" --max-phases "$phases" --max-p99-ms 100 --publishers 4 ;;
+    presence) "$LOAD" "${common[@]}" presence --connections "$pair" --channels 20 --conns-per-user 2 --stay-ms 200 --duration "$((phase * 2))" ;;
+    churn) "$LOAD" "${common[@]}" churn --steady "$pair" --churners "$pair" --channels 10 --stay-ms 500 --jitter-ms 250 --rate 100 --duration "$((phase * 2))" ;;
+    echo) "$LOAD" "${common[@]}" --protocol raw --path /echo echo --connections 100 --duration "$((phase * 2))" ;;
+    *)
+      echo "compare.sh: unknown scenario $scenario" >&2
+      exit 2
+      ;;
   esac
   stop
+  ran+=("$dir")
 }
 
 for scenario in "${scenarios[@]}"; do
-  [ "$which" = soketi ] || run corecast "$scenario"
-  [ "$which" = corecast ] || [ "$scenario" = echo ] || run soketi "$scenario"
+  for server in "${servers[@]}"; do
+    [ "$server" = soketi ] && [ "$scenario" = echo ] && continue
+    run "$server" "$scenario"
+  done
 done
+
+{
+  echo "# Comparison $(basename "$OUT")"
+  echo
+  echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), \
+$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r); \
+$(date -u '+%Y-%m-%d %H:%M UTC'); \`benches/compare.sh $([ $smoke = 1 ] && printf -- '--smoke ')${charts:+--charts $charts }$which ${scenarios[*]}\`"
+  echo
+  "$LOAD" table "${ran[@]}"
+  if [ -n "$charts" ]; then
+    echo "Charts (links relative to benches/, as RESULTS.md shows them):"
+    echo
+    for dir in "${ran[@]}"; do
+      run_name=$(basename "$dir")
+      printf '%s: ' "$run_name"
+      for c in throughput latency cpu connections server_rss kernel_memory; do
+        printf '[%s](results/%s/%s/%s.svg) ' "$c" "$charts" "$run_name" "$c"
+      done
+      printf '\n![%s throughput](results/%s/%s/throughput.svg)\n\n' "$run_name" "$charts" "$run_name"
+    done
+  fi
+} >"$OUT/results.md"
+cat "$OUT/results.md"
+if [ -n "$charts" ]; then
+  cp "$OUT/results.md" "benches/results/$charts/results.md"
+  echo "charts and tables: benches/results/$charts/"
+fi
 echo "reports: $OUT"

@@ -1,11 +1,14 @@
 //! The load harness (benches/load, `corecast-load`) runs every scenario at a tiny size against
-//! the real server and produces its summary, JSON report and charts with consistent counts.
-//! No timing assertions: figures are checked for consistency, not speed.
+//! the real server — and, for `--protocol plain`, against the uWebSockets.js broadcast server
+//! (benches/uws/broadcast.js) — and produces its summary, JSON report and charts with
+//! consistent counts. No timing assertions: figures are checked for consistency, not speed.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -18,22 +21,65 @@ fn harness() -> PathBuf {
     path
 }
 
+/// benches/uws/broadcast.js on uWebSockets.js from .testenv (scripts/test-deps.sh installs it).
+struct Uws {
+    child: Child,
+    port: u16,
+}
+
+impl Uws {
+    fn start() -> Uws {
+        let modules = testenv().join("uws/node_modules");
+        assert!(
+            modules.join("@trufflesuite/uws-js-unofficial/package.json").exists(),
+            "uWebSockets.js is missing from {}: run scripts/test-deps.sh (scripts/test does)",
+            modules.display()
+        );
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/uws/broadcast.js");
+        let mut child = Command::new("node")
+            .arg(&script)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .env("NODE_PATH", &modules)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs (scripts/test-deps.sh installs it)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(port) = line.strip_prefix("listening on ").and_then(|a| a.rsplit(':').next()) {
+                    let _ = tx.send(port.parse::<u16>().unwrap());
+                }
+            }
+        });
+        let port = rx.recv_timeout(Duration::from_secs(20)).expect("broadcast.js did not start listening");
+        Uws { child, port }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Uws {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn run(server: &Server, global: &[&str], scenario: &[&str]) -> Value {
+    run_against(&server.addr(), server.child.id(), global, scenario)
+}
+
+fn run_against(addr: &str, pid: u32, global: &[&str], scenario: &[&str]) -> Value {
     // One directory per test (tests run in parallel, and two may run the same scenario).
     let test = std::thread::current().name().unwrap_or("test").replace("::", "-");
     let out = std::env::temp_dir().join(format!("corecast-harness-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let result = Command::new(harness())
-        .args([
-            "--server",
-            &server.addr(),
-            "--label",
-            "corecast",
-            "--out",
-            out.to_str().unwrap(),
-            "--sample-ms",
-            "200",
-        ])
+        .args(["--server", addr, "--label", "corecast", "--out", out.to_str().unwrap(), "--sample-ms", "200"])
         .args(global)
         .args(scenario)
         .output()
@@ -52,6 +98,7 @@ fn run(server: &Server, global: &[&str], scenario: &[&str]) -> Value {
         "latency.svg",
         "server_rss.svg",
         "per_connection.svg",
+        "kernel_memory.svg",
         "cpu.svg",
     ] {
         let svg = std::fs::read_to_string(out.join(chart)).unwrap_or_default();
@@ -61,7 +108,9 @@ fn run(server: &Server, global: &[&str], scenario: &[&str]) -> Value {
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["scenario"], scenario[0]);
     assert!(!report["timeline"].as_array().unwrap().is_empty(), "a timeline");
-    assert_eq!(report["server_pid"], server.child.id(), "the server process was sampled");
+    let point = &report["timeline"][0];
+    assert!(point["slab"].is_number() && point["tcp_buffers"].is_number(), "kernel memory: {point}");
+    assert_eq!(report["server_pid"], pid, "the server process was sampled");
     let _ = std::fs::remove_dir_all(&out);
     report["figures"].clone()
 }
@@ -114,6 +163,165 @@ fn fanout() {
     assert_eq!(phase["expected_deliveries"], phase["received_deliveries"]);
     assert_eq!(phase["lost"], 0);
     assert_eq!(phase["expected_deliveries"].as_u64().unwrap(), published * 50, "4 channels × 50 subscribers");
+    in_order_and_routed(phase);
+}
+
+/// Every subscriber saw its channel's events, each publisher's in sequence.
+fn in_order_and_routed(phase: &Value) {
+    assert_eq!(phase["seq_gaps"], 0, "{phase}");
+    assert_eq!(phase["out_of_order"], 0, "{phase}");
+    assert_eq!(phase["misrouted"], 0, "{phase}");
+}
+
+/// The phase counted the server's send calls (perf stat, or corecast's /metrics counters) and
+/// divided the deliveries by them.
+fn sends_counted(phase: &Value) {
+    let sends = &phase["server_sends"];
+    assert!(sends["send_calls"].as_u64().unwrap_or(0) > 0, "no send calls counted: {sends}");
+    let per_send = sends["deliveries_per_send"].as_f64().unwrap_or(0.0);
+    let expect = phase["received_deliveries"].as_f64().unwrap() / sends["send_calls"].as_f64().unwrap();
+    assert!((per_send - expect).abs() < 0.01, "{sends}");
+}
+
+#[test]
+fn fanout_counts_the_servers_send_calls() {
+    let server = Server::start(&["--cores", "2"]);
+    let f = run(
+        &server,
+        &[],
+        &["fanout", "--subscribers", "100", "--channels", "2", "--rate", "20", "--duration", "1"],
+    );
+    no_failures(&f);
+    let phase = &f["phases"][0];
+    assert_eq!(phase["lost"], 0, "{phase}");
+    sends_counted(phase);
+    assert!(f["headline"].as_str().unwrap().contains("deliveries per send"), "{f}");
+}
+
+#[test]
+fn plain_fanout_through_uws_broadcast() {
+    let uws = Uws::start();
+    let f = run_against(
+        &uws.addr(),
+        uws.child.id(),
+        &["--protocol", "plain", "--per-worker", "100"],
+        &[
+            "fanout",
+            "--subscribers",
+            "200",
+            "--channels",
+            "4",
+            "--rate",
+            "40",
+            "--duration",
+            "1",
+            "--publishers",
+            "3",
+        ],
+    );
+    no_failures(&f);
+    assert_eq!(f["subscribed"], 200);
+    let phase = &f["phases"][0];
+    let published = phase["published"].as_u64().unwrap();
+    assert!(published > 0, "{phase}");
+    assert_eq!(phase["publish_errors"], 0, "{phase}");
+    assert_eq!(phase["expected_deliveries"].as_u64().unwrap(), published * 50, "4 channels × 50 subscribers");
+    assert_eq!(phase["received_deliveries"], phase["expected_deliveries"], "{phase}");
+    in_order_and_routed(phase);
+    sends_counted(phase);
+}
+
+#[test]
+fn plain_fanout_find_max_through_uws_broadcast() {
+    let uws = Uws::start();
+    let f = run_against(
+        &uws.addr(),
+        uws.child.id(),
+        &["--protocol", "plain"],
+        &[
+            "fanout",
+            "--subscribers",
+            "60",
+            "--rate",
+            "10",
+            "--find-max",
+            "--phase-secs",
+            "0.5",
+            "--max-phases",
+            "2",
+            "--max-p99-ms",
+            "100000",
+            "--count-sends",
+            "off",
+        ],
+    );
+    no_failures(&f);
+    let phases = f["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2);
+    assert!(phases[1]["target_events_per_second"].as_f64() > phases[0]["target_events_per_second"].as_f64());
+    assert_eq!(f["sustained_max"]["lost"], 0, "{f}");
+    assert!(f["headline"].as_str().unwrap().starts_with("sustained max: "), "{f}");
+}
+
+/// The receive loop's self-test floods frames over loopback (frames split across reads
+/// included) and must count every one in sequence; it fails on any gap or reordering.
+#[test]
+fn recv_bench_counts_a_flood_exactly() {
+    let out = std::env::temp_dir().join(format!("corecast-recv-bench-{}", std::process::id()));
+    let result = Command::new(harness())
+        .args(["--out", out.to_str().unwrap()])
+        .args([
+            "recv-bench",
+            "--connections",
+            "50",
+            "--frames-per-write",
+            "7",
+            "--payload",
+            "300",
+            "--duration",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let f = &report["figures"];
+    assert!(f["frames_per_second"].as_f64().unwrap() > 0.0, "{f}");
+    assert!(f["parse_only_frames_per_second"].as_f64().unwrap() > 0.0, "{f}");
+    assert_eq!(f["seq_gaps"], 0, "{f}");
+    assert_eq!(f["out_of_order_or_misrouted"], 0, "{f}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn table_of_recorded_runs() {
+    let server = Server::start(&[]);
+    let out = std::env::temp_dir().join(format!("corecast-table-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let charts = out.join("charts");
+    let status = Command::new(harness())
+        .args(["--server", &server.addr(), "--label", "corecast", "--out", out.to_str().unwrap()])
+        .args(["--charts-to", charts.to_str().unwrap()])
+        .args(["fanout", "--subscribers", "20", "--rate", "10", "--duration", "0.5", "--count-sends", "off"])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    for f in ["throughput.svg", "latency.svg", "cpu.svg", "kernel_memory.svg", "summary.txt"] {
+        assert!(charts.join(f).exists(), "--charts-to did not copy {f}");
+    }
+    let table = Command::new(harness()).arg("table").arg(&out).output().unwrap();
+    assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
+    let table = String::from_utf8(table.stdout).unwrap();
+    let row = table.lines().find(|l| l.starts_with("| corecast |")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("| 20 | 1 | one phase |"), "{row}");
+    assert!(row.ends_with("| none |"), "{row}");
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -141,6 +349,41 @@ fn fanout_find_max() {
     assert_eq!(phases.len(), 2);
     assert!(phases[1]["target_events_per_second"].as_f64() > phases[0]["target_events_per_second"].as_f64());
     assert!(f["sustained_max"].is_object(), "{f}");
+}
+
+/// A start above the server's maximum (here: no phase can meet a 0 ms p99) halves the rate
+/// instead of reporting nothing after one phase.
+#[test]
+fn fanout_find_max_descends_from_a_rate_above_the_maximum() {
+    let server = Server::start(&[]);
+    let f = run(
+        &server,
+        &[],
+        &[
+            "fanout",
+            "--subscribers",
+            "10",
+            "--rate",
+            "8",
+            "--find-max",
+            "--phase-secs",
+            "0.3",
+            "--max-phases",
+            "3",
+            "--max-p99-ms",
+            "0",
+            "--count-sends",
+            "off",
+        ],
+    );
+    let rates: Vec<f64> = f["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["target_events_per_second"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rates, [8.0, 4.0, 2.0], "{f}");
+    assert!(f["sustained_max"].is_null(), "{f}");
 }
 
 #[test]

@@ -1,11 +1,11 @@
 //! The coordinator: spawns worker processes, follows their samples, samples the server from
 //! /proc, paces publishers, and collects everything a report needs.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 use crate::plan::{Plan, Target};
 use crate::procstat;
 use crate::report::Point;
-use crate::sign;
 
 /// Options every scenario shares.
 #[derive(Debug, Clone)]
@@ -29,6 +28,7 @@ pub struct Common {
     pub per_worker: usize,
     pub source_ips: Vec<Ipv4Addr>,
     pub out: PathBuf,
+    pub charts_to: Option<PathBuf>,
     pub sample_ms: u64,
     pub label: String,
 }
@@ -37,7 +37,7 @@ impl Common {
     pub fn key_secret(&self) -> (String, String) {
         match &self.target {
             Target::Pusher { key, secret } => (key.clone(), secret.clone()),
-            Target::Raw { .. } => (String::new(), String::new()),
+            Target::Raw { .. } | Target::Plain { .. } => (String::new(), String::new()),
         }
     }
 }
@@ -292,6 +292,7 @@ impl Run {
             server_cpu_us_per_connection: server_cpu.and_then(|pct| per_connection(pct * 10_000.0)),
             harness_cpu_pct: if self.prev_harness_ticks == 0 { 0.0 } else { harness_cpu },
             slab: procstat::slab_bytes(),
+            tcp_buffers: procstat::tcp_buffer_bytes(),
         });
         self.prev_connected = connected;
         self.prev_deliveries = deliveries;
@@ -359,116 +360,4 @@ pub fn split(
             (first_worker + i, share, first_id + before)
         })
         .collect()
-}
-
-/// Publishes events over the signed HTTP API at `rate` events/s (0: paused) until `stop`.
-#[allow(clippy::too_many_arguments)]
-pub fn spawn_publisher(
-    common: &Common,
-    channels: Vec<String>,
-    rate: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    published: Arc<AtomicU64>,
-    per_channel: Arc<Vec<AtomicU64>>,
-    errors: Arc<AtomicU64>,
-    payload: usize,
-) -> std::thread::JoinHandle<()> {
-    let common = common.clone();
-    std::thread::spawn(move || {
-        let (key, secret) = common.key_secret();
-        let path = format!("/apps/{}/events", common.app_id);
-        let mut conn: Option<TcpStream> = None;
-        let mut sent = 0u64;
-        let mut window_start = Instant::now();
-        let mut window_rate = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            let r = rate.load(Ordering::Relaxed);
-            if r == 0 {
-                std::thread::sleep(Duration::from_millis(5));
-                window_start = Instant::now();
-                sent = 0;
-                continue;
-            }
-            if r != window_rate {
-                window_rate = r;
-                window_start = Instant::now();
-                sent = 0;
-            }
-            let due = window_start + Duration::from_secs_f64(sent as f64 / r as f64);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-            let index = (published.fetch_add(1, Ordering::Relaxed) as usize) % channels.len();
-            let mut data = format!("{} ", crate::worker::now_ns());
-            while data.len() < payload {
-                data.push('x');
-            }
-            let body = json!({"name": "bench", "channel": channels[index], "data": data}).to_string();
-            let target = sign::signed_path("POST", &path, &key, &secret, body.as_bytes(), &[]);
-            let req = format!(
-                "POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                common.publish_server,
-                body.len()
-            );
-            let ok = (|| -> std::io::Result<bool> {
-                if conn.is_none() {
-                    let s = TcpStream::connect(common.publish_server)?;
-                    s.set_nodelay(true)?;
-                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    conn = Some(s);
-                }
-                let s = conn.as_mut().unwrap();
-                s.write_all(req.as_bytes())?;
-                let (ok, close) = read_response(s)?;
-                if close {
-                    // The server ends the connection after each response (soketi does).
-                    conn = None;
-                }
-                Ok(ok)
-            })();
-            match ok {
-                Ok(true) => {
-                    per_channel[index].fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(false) => {
-                    published.fetch_sub(1, Ordering::Relaxed);
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    published.fetch_sub(1, Ordering::Relaxed);
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    conn = None;
-                }
-            }
-            sent += 1;
-        }
-    })
-}
-
-/// Reads one HTTP response: (2xx status, the server closes the connection after it).
-fn read_response(s: &mut TcpStream) -> std::io::Result<(bool, bool)> {
-    let mut head = Vec::with_capacity(256);
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut byte)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    let close = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("connection:") && l.contains("close")
-    });
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body)?;
-    Ok(((200..300).contains(&status), close))
 }

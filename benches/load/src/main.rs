@@ -2,11 +2,17 @@
 //! ramp, hold and stop, always bounded in count and time. See benches/README.md.
 
 mod coord;
+mod frames;
 mod plan;
 mod procstat;
+mod publish;
+mod recv;
+mod recvbench;
 mod report;
 mod scenarios;
+mod sends;
 mod sign;
+mod table;
 mod wire;
 mod worker;
 
@@ -31,12 +37,18 @@ pub struct Cli {
     /// Server process to sample (RSS, CPU); found from the listening port when omitted.
     #[arg(long, global = true)]
     pub server_pid: Option<u32>,
-    /// `pusher` (`/app/{key}`) or `raw` (a plain WebSocket path, see --path).
+    /// `pusher` (`/app/{key}`), `raw` (a plain WebSocket path, see --path) or `plain` (a plain
+    /// WebSocket broadcast server such as benches/uws/broadcast.js: subscribers open --path,
+    /// publishers --publish-path, `{channel}` replaced by the channel's name).
     #[arg(long, default_value = "pusher", global = true)]
     pub protocol: String,
-    /// WebSocket path for `--protocol raw`.
-    #[arg(long, default_value = "/echo", global = true)]
-    pub path: String,
+    /// WebSocket path for `--protocol raw` [default: /echo] or the subscribers' path for
+    /// `--protocol plain` [default: /sub/{channel}].
+    #[arg(long, global = true)]
+    pub path: Option<String>,
+    /// The publishers' WebSocket path for `--protocol plain`.
+    #[arg(long, default_value = "/pub/{channel}", global = true)]
+    pub publish_path: String,
     #[arg(long, default_value = "1", global = true)]
     pub app_id: String,
     #[arg(long, default_value = "app-key", global = true)]
@@ -52,6 +64,10 @@ pub struct Cli {
     /// Report directory [default: target/load/<scenario>-<unix time>].
     #[arg(long, global = true)]
     pub out: Option<PathBuf>,
+    /// Also copy the charts and summary.txt here (e.g. benches/results/<name>/<run>, small
+    /// SVGs to commit).
+    #[arg(long, global = true)]
+    pub charts_to: Option<PathBuf>,
     #[arg(long, default_value_t = 500, global = true)]
     pub sample_ms: u64,
     /// Name of the server in reports.
@@ -103,9 +119,17 @@ pub enum Scenario {
         /// Bytes of event data.
         #[arg(long, default_value_t = 100)]
         payload: usize,
-        /// HTTP publisher threads.
-        #[arg(long, default_value_t = 1)]
+        /// Publisher threads (each owns some channels; with --protocol plain, one WebSocket per
+        /// channel it owns).
+        #[arg(long, default_value_t = 2)]
         publishers: usize,
+        /// Events per HTTP request (1: `/events`; 2 to 10: `/batch_events`).
+        #[arg(long, default_value_t = 10)]
+        batch: usize,
+        /// HTTP requests pipelined per publisher connection (servers that close after each
+        /// response get one).
+        #[arg(long, default_value_t = 32)]
+        window: usize,
         /// Raise the rate (x1.5 per phase) until loss or the p99 limit; report the sustained max.
         #[arg(long)]
         find_max: bool,
@@ -114,8 +138,16 @@ pub enum Scenario {
         #[arg(long, default_value_t = 5.0)]
         phase_secs: f64,
         /// Most phases of --find-max.
-        #[arg(long, default_value_t = 14)]
+        #[arg(long, default_value_t = 16)]
         max_phases: usize,
+        /// Phases of --find-max that halve the interval between the best rate and the first
+        /// failing one.
+        #[arg(long, default_value_t = 2)]
+        refine: usize,
+        /// How to count the server's send calls per phase: `auto` (corecast's /metrics
+        /// counters, else perf stat on the server), `metrics`, `perf` or `off`.
+        #[arg(long, default_value = "auto")]
+        count_sends: String,
         #[arg(long, default_value_t = 5_000.0)]
         connect_rate: f64,
     },
@@ -168,6 +200,23 @@ pub enum Scenario {
         #[arg(long, default_value_t = 2_000.0)]
         rate: f64,
     },
+    /// Self-test of the receive path: an in-process sender floods pre-built frames over
+    /// loopback sockets into the same receive loop the workers use; frames/s and CPU.
+    RecvBench {
+        #[arg(long, default_value_t = 1_000)]
+        connections: usize,
+        /// Frames the sender writes to one socket at once (a broadcast server's batching).
+        #[arg(long, default_value_t = 10)]
+        frames_per_write: usize,
+        /// Bytes of each frame's payload.
+        #[arg(long, default_value_t = 100)]
+        payload: usize,
+        /// Sender threads.
+        #[arg(long, default_value_t = 1)]
+        senders: usize,
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+    },
 }
 
 fn main() {
@@ -175,6 +224,18 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("__worker") {
         let plan: plan::Plan = serde_json::from_str(&args[2]).expect("a worker plan");
         worker::run(plan);
+    }
+    if args.get(1).map(String::as_str) == Some("table") {
+        // Markdown table of recorded runs: corecast-load table DIR...
+        let dirs: Vec<PathBuf> = args[2..].iter().map(PathBuf::from).collect();
+        match table::run(&dirs) {
+            Ok(t) => print!("{t}"),
+            Err(e) => {
+                eprintln!("corecast-load table: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
     }
     // `cargo bench` appends `--bench`; it means nothing here.
     args.retain(|a| a != "--bench");
@@ -186,6 +247,17 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Scenario::RecvBench { connections, frames_per_write, payload, senders, duration } = cli.scenario {
+        let args = recvbench::Args { connections, frames_per_write, payload, senders, duration };
+        match recvbench::run(&common, &args) {
+            Ok(summary) => println!("{summary}"),
+            Err(e) => {
+                eprintln!("corecast-load: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     match scenarios::run(&common, &cli.scenario) {
         Ok(summary) => println!("{summary}"),
         Err(e) => {
@@ -198,8 +270,12 @@ fn main() {
 fn common(cli: &Cli) -> Result<Common, String> {
     let target = match cli.protocol.as_str() {
         "pusher" => Target::Pusher { key: cli.key.clone(), secret: cli.secret.clone() },
-        "raw" => Target::Raw { path: cli.path.clone() },
-        other => return Err(format!("--protocol must be pusher or raw, not {other}")),
+        "raw" => Target::Raw { path: cli.path.clone().unwrap_or_else(|| "/echo".into()) },
+        "plain" => Target::Plain {
+            sub_path: cli.path.clone().unwrap_or_else(|| "/sub/{channel}".into()),
+            pub_path: cli.publish_path.clone(),
+        },
+        other => return Err(format!("--protocol must be pusher, raw or plain, not {other}")),
     };
     let (first, last) = cli.source_ips.split_once('-').ok_or("--source-ips must be FIRST-LAST")?;
     let first: Ipv4Addr = first.parse().map_err(|e| format!("--source-ips: {e}"))?;
@@ -225,6 +301,7 @@ fn common(cli: &Cli) -> Result<Common, String> {
         source_ips,
         out,
         sample_ms: cli.sample_ms,
+        charts_to: cli.charts_to.clone(),
         label: cli.label.clone(),
     })
 }

@@ -30,6 +30,10 @@ pub enum Target {
     Raw { path: String },
     /// A Pusher-protocol server: `/app/{key}?protocol=7`.
     Pusher { key: String, secret: String },
+    /// A plain WebSocket broadcast server: subscribers open `sub_path`, publishers `pub_path`
+    /// (`{channel}` replaced by the channel's name); what a publisher sends, the server relays to
+    /// every subscriber of that channel.
+    Plain { sub_path: String, pub_path: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,9 +41,10 @@ pub enum Behaviour {
     /// Hold the connection; answer heartbeats. With Pusher, subscribe connection `i` to
     /// `channels[i % len]` first (no subscription when empty).
     Idle { channels: Vec<String> },
-    /// Subscribe like `Idle` and record the latency of every event received (the event's
-    /// `data` starts with its publish time in nanoseconds since the epoch).
-    Subscribe { channels: Vec<String> },
+    /// Subscribe like `Idle`, then hand the socket to the receive thread, which records the
+    /// latency of every event (its probe, `frames.rs`) and checks the sequence numbers of
+    /// `publishers` publishers.
+    Subscribe { channels: Vec<String>, publishers: usize },
     /// Round trips of `size`-byte text messages, one every `interval_ms` per connection.
     Echo { size: usize, interval_ms: u64 },
     /// Join presence channel `channels[i % len]`, stay `stay_ms`, leave, and repeat until

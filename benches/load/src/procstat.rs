@@ -25,6 +25,16 @@ pub fn slab_bytes() -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
+/// Memory of TCP socket buffers, machine-wide (`/proc/net/sockstat` "TCP: ... mem", pages),
+/// bytes: what queued, unread or unacknowledged data holds in the kernel.
+pub fn tcp_buffer_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("TCP:"))?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let pages: u64 = f.iter().position(|w| *w == "mem").and_then(|i| f.get(i + 1))?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 /// Finds the pid of the process listening on `port` (via /proc/net/tcp inodes), if any.
 pub fn pid_listening_on(port: u16) -> Option<u32> {
     let mut inodes = Vec::new();

@@ -24,6 +24,30 @@ pub struct Point {
     pub server_cpu_us_per_connection: Option<f64>,
     pub harness_cpu_pct: f64,
     pub slab: Option<u64>,
+    /// TCP socket buffers, machine-wide.
+    pub tcp_buffers: Option<u64>,
+}
+
+/// Chart files every scenario writes.
+pub const CHARTS: [&str; 7] = [
+    "connections.svg",
+    "throughput.svg",
+    "latency.svg",
+    "server_rss.svg",
+    "per_connection.svg",
+    "kernel_memory.svg",
+    "cpu.svg",
+];
+
+/// Copies a run's charts and summary into `dest` (e.g. benches/results/<name>/<run>/, to be
+/// committed).
+pub fn copy_charts(from: &Path, dest: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+    for f in CHARTS.iter().chain(&["summary.txt"]) {
+        std::fs::copy(from.join(f), dest.join(f))
+            .map_err(|e| format!("copy {f} to {}: {e}", dest.display()))?;
+    }
+    Ok(())
 }
 
 pub fn write_charts(dir: &Path, label: &str, timeline: &[Point]) -> Result<Vec<String>, String> {
@@ -55,6 +79,14 @@ pub fn write_charts(dir: &Path, label: &str, timeline: &[Point]) -> Result<Vec<S
             vec![("RSS growth / open connections", series(&|p| p.server_rss_per_connection))],
         ),
         (
+            "kernel_memory.svg",
+            "kernel memory, machine-wide (MiB)",
+            vec![
+                ("slab", series(&|p| p.slab.map(|b| b as f64 / 1048576.0))),
+                ("TCP buffers", series(&|p| p.tcp_buffers.map(|b| b as f64 / 1048576.0))),
+            ],
+        ),
+        (
             "cpu.svg",
             "CPU (% of one core)",
             vec![
@@ -68,10 +100,10 @@ pub fn write_charts(dir: &Path, label: &str, timeline: &[Point]) -> Result<Vec<S
         let x_max = timeline.last().map_or(1.0, |p| p.t).max(1.0);
         let y_max =
             lines.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)).fold(0.0f64, f64::max).max(1.0) * 1.1;
-        let root = SVGBackend::new(&path, (900, 420)).into_drawing_area();
+        let root = SVGBackend::new(&path, (720, 320)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("{label}: {y_label}"), ("sans-serif", 20))
+            .caption(format!("{label}: {y_label}"), ("sans-serif", 17))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(70)

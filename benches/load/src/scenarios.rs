@@ -1,7 +1,6 @@
 //! The scenarios: each builds worker plans, drives the run, and writes the report.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -10,7 +9,9 @@ use crate::Scenario;
 use crate::coord::{self, Common, Run, percentiles};
 use crate::plan::{Behaviour, Plan, Target};
 use crate::procstat;
+use crate::publish::{self, Publishing, Spec, Via};
 use crate::report;
+use crate::sends;
 use crate::sign;
 
 const LEVEL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -28,11 +29,15 @@ pub fn run(common: &Common, scenario: &Scenario) -> Result<String, String> {
             duration,
             payload,
             publishers,
+            batch,
+            window,
             find_max,
             max_p99_ms,
             phase_secs,
             max_phases,
+            refine,
             connect_rate,
+            count_sends,
         } => fanout(
             common,
             FanoutArgs {
@@ -42,11 +47,15 @@ pub fn run(common: &Common, scenario: &Scenario) -> Result<String, String> {
                 duration,
                 payload,
                 publishers,
+                batch,
+                window,
                 find_max,
                 max_p99_ms,
                 phase_secs,
                 max_phases,
+                refine,
                 connect_rate,
+                count_sends: count_sends.parse()?,
             },
         )?,
         Scenario::Presence { connections, channels, conns_per_user, stay_ms, duration, connect_rate } => {
@@ -58,6 +67,7 @@ pub fn run(common: &Common, scenario: &Scenario) -> Result<String, String> {
         Scenario::Echo { connections, size, interval_ms, duration, rate } => {
             echo(common, connections, size, interval_ms, duration, rate)?
         }
+        Scenario::RecvBench { .. } => return Err("recv-bench runs without a server".into()),
     };
     write_report(common, name, params, figures, &run)
 }
@@ -139,7 +149,7 @@ fn idle(
     let mut steps = steps;
     steps.sort_unstable();
     let names = match common.target {
-        Target::Pusher { .. } => channel_names("idle-", channels),
+        Target::Pusher { .. } | Target::Plain { .. } => channel_names("idle-", channels),
         Target::Raw { .. } => vec![],
     };
     let rss0 = common.server_pid.and_then(procstat::rss_bytes);
@@ -184,80 +194,52 @@ fn idle(
 }
 
 pub struct FanoutArgs {
-    subscribers: usize,
-    channels: usize,
-    rate: f64,
-    duration: f64,
-    payload: usize,
+    pub subscribers: usize,
+    pub channels: usize,
+    pub rate: f64,
+    pub duration: f64,
+    pub payload: usize,
+    pub publishers: usize,
+    pub batch: usize,
+    pub window: usize,
+    pub find_max: bool,
+    pub max_p99_ms: f64,
+    pub phase_secs: f64,
+    pub max_phases: usize,
+    pub refine: usize,
+    pub connect_rate: f64,
+    pub count_sends: sends::Mode,
+}
+
+/// Publishers for the target: the HTTP API for Pusher servers, WebSockets for plain ones.
+fn start_publishing(
+    common: &Common,
+    run: &Run,
+    channels: &[String],
     publishers: usize,
-    find_max: bool,
-    max_p99_ms: f64,
-    phase_secs: f64,
-    max_phases: usize,
-    connect_rate: f64,
-}
-
-struct Publishing {
-    rate: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    per_channel: Arc<Vec<AtomicU64>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Publishing {
-    fn start(
-        common: &Common,
-        run: &Run,
-        channels: &[String],
-        publishers: usize,
-        payload: usize,
-    ) -> Publishing {
-        let rate = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let per_channel = Arc::new((0..channels.len()).map(|_| AtomicU64::new(0)).collect::<Vec<_>>());
-        let publishers = publishers.max(1);
-        let shares: Vec<Arc<AtomicU64>> = (0..publishers).map(|_| Arc::new(AtomicU64::new(0))).collect();
-        let threads = shares
-            .iter()
-            .map(|share| {
-                coord::spawn_publisher(
-                    common,
-                    channels.to_vec(),
-                    share.clone(),
-                    stop.clone(),
-                    run.published.clone(),
-                    per_channel.clone(),
-                    run.publish_errors.clone(),
-                    payload,
-                )
-            })
-            .collect();
-        // One control cell fans out to the threads' shares.
-        let control = rate.clone();
-        let stop2 = stop.clone();
-        std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                let r = control.load(Ordering::Relaxed);
-                let each = r.div_ceil(shares.len() as u64);
-                for s in &shares {
-                    s.store(each, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        Publishing { rate, stop, per_channel, threads }
-    }
-
-    fn published_per_channel(&self) -> Vec<u64> {
-        self.per_channel.iter().map(|c| c.load(Ordering::Relaxed)).collect()
-    }
-
-    fn finish(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            let _ = t.join();
+    payload: usize,
+    batch: usize,
+    window: usize,
+) -> Result<Publishing, String> {
+    let via = match &common.target {
+        Target::Pusher { key, secret } => Via::Http {
+            server: common.publish_server,
+            app_id: common.app_id.clone(),
+            key: key.clone(),
+            secret: secret.clone(),
+            batch,
+            window,
+        },
+        Target::Plain { pub_path, .. } => {
+            Via::WebSocket { server: common.publish_server, pub_path: pub_path.clone() }
         }
-    }
+        Target::Raw { .. } => {
+            return Err("publishing needs --protocol pusher or plain (a broadcast server), not raw".into());
+        }
+    };
+    let spec = Spec { via, channels: channels.to_vec(), publishers, payload };
+    let counters = publish::Counters { published: run.published.clone(), errors: run.publish_errors.clone() };
+    Ok(Publishing::start(spec, &counters))
 }
 
 /// Subscribers per channel when connection `i` (of `total`) subscribes to `channels[i % n]`.
@@ -269,12 +251,153 @@ fn expected_deliveries(published: &[u64], subs: &[u64]) -> u64 {
     published.iter().zip(subs).map(|(p, s)| p * s).sum()
 }
 
+/// Counters summed over the workers at one moment, for a phase's differences.
+struct Totals {
+    deliveries: u64,
+    reads: u64,
+    seq_gaps: u64,
+    out_of_order: u64,
+    misrouted: u64,
+    receive_cpu_us: u64,
+}
+
+impl Totals {
+    fn of(run: &Run) -> Totals {
+        Totals {
+            deliveries: run.total("deliveries"),
+            reads: run.total("reads"),
+            seq_gaps: run.total("seq_gaps"),
+            out_of_order: run.total("out_of_order"),
+            misrouted: run.total("misrouted"),
+            receive_cpu_us: run.total("receive_thread_cpu_us"),
+        }
+    }
+}
+
+/// One fan-out phase at `rate` events/s: its figures and whether it passed (no loss, no
+/// misrouted or reordered event, p99 within the limit, the offered rate achieved).
+fn fanout_phase(
+    common: &Common,
+    run: &mut Run,
+    publishing: &Publishing,
+    subs: &[u64],
+    a: &FanoutArgs,
+    rate: f64,
+) -> (Value, bool) {
+    let before_pub = publishing.published_per_channel();
+    let before = Totals::of(run);
+    let errors0 = run.publish_errors.load(Ordering::Relaxed);
+    run.phase_reset();
+    let window = sends::begin(a.count_sends, common.server, common.server_pid, &common.out);
+    let t0 = run.elapsed();
+    let mark = run.cpu_mark();
+    publishing.rate.store(rate.round() as u64, Ordering::Relaxed);
+    let secs = if a.find_max { a.phase_secs } else { a.duration };
+    run.pump_for(Duration::from_secs_f64(secs));
+    publishing.rate.store(0, Ordering::Relaxed);
+    let t1 = run.elapsed();
+    let (server_cpu, harness_cpu) = run.cpu_since(&mark);
+    // Let in-flight events arrive before counting.
+    run.pump_for(Duration::from_secs(2));
+    let after_pub = publishing.published_per_channel();
+    let published: Vec<u64> = after_pub.iter().zip(&before_pub).map(|(a, b)| a - b).collect();
+    let expected = expected_deliveries(&published, subs);
+    let in_time = run.total("deliveries") - before.deliveries;
+    // A server (or harness) that fell behind delivers the backlog late: wait until deliveries
+    // stop (at most 30 s) so the next phase starts clean, and tell late from lost.
+    if in_time < expected {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        let mut last = run.total("deliveries");
+        while std::time::Instant::now() < until && last - before.deliveries < expected {
+            run.pump_for(Duration::from_secs(1));
+            let now = run.total("deliveries");
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+    }
+    let sent = window.end();
+    let after = Totals::of(run);
+    let received = after.deliveries - before.deliveries;
+    let publish_secs = (t1 - t0).max(0.001);
+    let achieved = published.iter().sum::<u64>() as f64 / publish_secs;
+    let p99 = if run.phase_latency.is_empty() {
+        0.0
+    } else {
+        run.phase_latency.value_at_quantile(0.99) as f64 / 1000.0
+    };
+    let reads = after.reads - before.reads;
+    let misrouted = after.misrouted - before.misrouted;
+    let out_of_order = after.out_of_order - before.out_of_order;
+    let send_calls = sent["send_calls"].as_u64().filter(|&n| n > 0);
+    let mut sends = sent;
+    if let Some(n) = send_calls {
+        sends["deliveries_per_send"] = json!(round(received as f64 / n as f64));
+        // corecast's own count of WebSocket frames written, when /metrics has it.
+        if let Some(frames) = sends["frames_written"].as_u64() {
+            sends["frames_per_send"] = json!(round(frames as f64 / n as f64));
+        }
+    }
+    let phase = json!({
+        "target_events_per_second": rate.round(),
+        "achieved_events_per_second": round(achieved),
+        "published": published.iter().sum::<u64>(),
+        "publish_errors": run.publish_errors.load(Ordering::Relaxed) - errors0,
+        "publish_seconds": round(t1 - t0),
+        "expected_deliveries": expected,
+        "received_deliveries": received,
+        // Counted more than 2 s after publishing stopped.
+        "late_deliveries": received.saturating_sub(in_time),
+        "lost": expected.saturating_sub(received),
+        "duplicates_or_extra": received.saturating_sub(expected),
+        "seq_gaps": after.seq_gaps - before.seq_gaps,
+        "out_of_order": out_of_order,
+        "misrouted": misrouted,
+        "deliveries_per_second": round(in_time.min(expected) as f64 / publish_secs),
+        "latency": percentiles(&run.phase_latency),
+        "server_sends": sends,
+        "server_cpu_pct": server_cpu.map(round),
+        "harness_cpu_pct": round(harness_cpu),
+        // The receive threads' CPU over publishing and draining.
+        "harness_receive_cpu_pct": round((after.receive_cpu_us - before.receive_cpu_us) as f64 / 1e4 / (run.elapsed() - t0).max(0.001)),
+        "frames_per_read": if reads > 0 { json!(round(received as f64 / reads as f64)) } else { Value::Null },
+    });
+    let keeping_up = achieved >= 0.9 * rate;
+    // Lateness fails a phase through p99; `late_deliveries` only explains it (worker samples
+    // are up to --sample-ms old, so a few in-time deliveries may count as late).
+    let good =
+        received == expected && misrouted == 0 && out_of_order == 0 && p99 <= a.max_p99_ms && keeping_up;
+    (phase, good)
+}
+
+/// One line with the figures a comparison table needs.
+fn headline(p: &Value) -> String {
+    let f = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x}"));
+    format!(
+        "{} deliveries/s ({} events/s), p50 {} ms, p99 {} ms, {} deliveries per send ({}), server CPU {} %, harness CPU {} % (receive {} %)",
+        f(&p["deliveries_per_second"]),
+        f(&p["achieved_events_per_second"]),
+        f(&p["latency"]["p50_ms"]),
+        f(&p["latency"]["p99_ms"]),
+        f(&p["server_sends"]["deliveries_per_send"]),
+        p["server_sends"]["source"].as_str().unwrap_or("not counted"),
+        f(&p["server_cpu_pct"]),
+        f(&p["harness_cpu_pct"]),
+        f(&p["harness_receive_cpu_pct"]),
+    )
+}
+
 fn fanout(common: &Common, a: FanoutArgs) -> Result<Outcome, String> {
+    if matches!(common.target, Target::Raw { .. }) {
+        return Err("fanout needs --protocol pusher or plain (a broadcast server), not raw".into());
+    }
     let names = channel_names("fanout-", a.channels.max(1));
+    let publishers = a.publishers.clamp(1, 255);
     let plans = plans(
         common,
         &[a.subscribers],
-        Behaviour::Subscribe { channels: names.clone() },
+        Behaviour::Subscribe { channels: names.clone(), publishers },
         a.connect_rate,
         0,
         0,
@@ -292,63 +415,49 @@ fn fanout(common: &Common, a: FanoutArgs) -> Result<Outcome, String> {
         run.pump_for(Duration::from_millis(200));
     }
     let subscribed = run.total("subscribed");
-    let publishing = Publishing::start(common, &run, &names, a.publishers, a.payload);
+    let publishing = start_publishing(common, &run, &names, publishers, a.payload, a.batch, a.window)?;
     let mut phases = Vec::new();
     let mut rate = a.rate.max(1.0);
-    let mut best: Option<Value> = None;
+    let mut best: Option<(f64, Value)> = None;
+    let mut failed_at: Option<f64> = None;
+    let mut refined = 0;
     loop {
-        let before_pub = publishing.published_per_channel();
-        let before_del = run.total("deliveries");
-        run.phase_reset();
-        let t0 = run.elapsed();
-        let mark = run.cpu_mark();
-        publishing.rate.store(rate.round() as u64, Ordering::Relaxed);
-        let secs = if a.find_max { a.phase_secs } else { a.duration };
-        run.pump_for(Duration::from_secs_f64(secs));
-        publishing.rate.store(0, Ordering::Relaxed);
-        let t1 = run.elapsed();
-        let (server_cpu, harness_cpu) = run.cpu_since(&mark);
-        // Let in-flight events arrive before counting.
-        run.pump_for(Duration::from_secs(2));
-        let after_pub = publishing.published_per_channel();
-        let published: Vec<u64> = after_pub.iter().zip(&before_pub).map(|(a, b)| a - b).collect();
-        let expected = expected_deliveries(&published, &subs);
-        let received = run.total("deliveries") - before_del;
-        // Saturated when the server no longer takes events as fast as offered.
-        let achieved = published.iter().sum::<u64>() as f64 / (t1 - t0).max(0.001);
-        let p99 = if run.phase_latency.is_empty() {
-            0.0
-        } else {
-            run.phase_latency.value_at_quantile(0.99) as f64 / 1000.0
-        };
-        let phase = json!({
-            "target_events_per_second": rate.round(),
-            "achieved_events_per_second": round(achieved),
-            "published": published.iter().sum::<u64>(),
-            "publish_seconds": round(t1 - t0),
-            "expected_deliveries": expected,
-            "received_deliveries": received,
-            "lost": expected.saturating_sub(received),
-            "duplicates_or_extra": received.saturating_sub(expected),
-            "deliveries_per_second": round(received as f64 / (t1 - t0).max(0.001)),
-            "latency": percentiles(&run.phase_latency),
-            "server_cpu_pct": server_cpu.map(round),
-            "harness_cpu_pct": round(harness_cpu),
-        });
-        let keeping_up = achieved >= 0.8 * rate;
-        let good = received == expected && p99 <= a.max_p99_ms && keeping_up;
+        let (phase, good) = fanout_phase(common, &mut run, &publishing, &subs, &a, rate);
         phases.push(phase.clone());
         if !a.find_max {
             break;
         }
         if good {
-            best = Some(phase);
-            // ×1.5, and always at least one event per second more (rates are whole numbers).
-            rate = (rate * 1.5).ceil().max(rate + 1.0);
+            best = Some((rate, phase));
         } else {
+            failed_at = Some(failed_at.map_or(rate, |b| b.min(rate)));
+        }
+        if phases.len() >= a.max_phases {
             break;
         }
-        if rate > 5_000_000.0 || phases.len() >= a.max_phases {
+        rate = match (failed_at, &best) {
+            // Still rising: ×1.5, and at least one event per second more.
+            (None, _) => (rate * 1.5).ceil().max(rate + 1.0),
+            // Started above the server's maximum: halve until a phase passes.
+            (Some(_), None) => {
+                let down = (rate / 2.0).floor();
+                if down < 1.0 {
+                    break;
+                }
+                down
+            }
+            // Then halve the interval between the best rate and the lowest failing one.
+            (Some(bad), Some((good_rate, _))) if refined < a.refine => {
+                refined += 1;
+                let mid = ((good_rate + bad) / 2.0).round();
+                if mid <= *good_rate || mid >= bad {
+                    break;
+                }
+                mid
+            }
+            _ => break,
+        };
+        if rate > 5_000_000.0 {
             break;
         }
     }
@@ -356,15 +465,24 @@ fn fanout(common: &Common, a: FanoutArgs) -> Result<Outcome, String> {
     run.stop();
     let mut f = serde_json::Map::new();
     f.insert("subscribed".into(), json!(subscribed));
-    f.insert("phases".into(), Value::Array(phases));
+    f.insert("phases".into(), Value::Array(phases.clone()));
     if a.find_max {
+        let best = best.map(|(_, p)| p);
+        if let Some(p) = &best {
+            f.insert("headline".into(), json!(format!("sustained max: {}", headline(p))));
+        }
         f.insert("sustained_max".into(), best.unwrap_or(Value::Null));
+    } else if let Some(p) = phases.first() {
+        f.insert("headline".into(), json!(headline(p)));
     }
     f.insert("overall_latency".into(), percentiles(&run.latency));
     f.insert("publish_errors".into(), json!(run.publish_errors.load(Ordering::Relaxed)));
+    f.insert("protocol_errors".into(), json!(run.total("protocol_errors")));
     f.insert("failures".into(), Value::Object(run.failures()));
     let params = json!({"subscribers": a.subscribers, "channels": a.channels, "rate": a.rate, "duration": a.duration,
-        "payload": a.payload, "find_max": a.find_max, "max_p99_ms": a.max_p99_ms});
+        "payload": a.payload, "publishers": publishers, "batch": a.batch, "window": a.window,
+        "find_max": a.find_max, "max_p99_ms": a.max_p99_ms, "phase_secs": a.phase_secs,
+        "protocol": match common.target { Target::Pusher { .. } => "pusher", Target::Plain { .. } => "plain", Target::Raw { .. } => "raw" }});
     Ok(("fanout", params, f, run))
 }
 
@@ -494,8 +612,15 @@ fn churn(
     connect_rate: f64,
 ) -> Result<Outcome, String> {
     let names = channel_names("churn-", channels.max(1));
-    let steady_plans =
-        plans(common, &[steady], Behaviour::Subscribe { channels: names.clone() }, connect_rate, 0, 0, 1);
+    let steady_plans = plans(
+        common,
+        &[steady],
+        Behaviour::Subscribe { channels: names.clone(), publishers: 1 },
+        connect_rate,
+        0,
+        0,
+        1,
+    );
     let steady_workers = steady_plans.len();
     let churn_plans = plans(
         common,
@@ -514,7 +639,7 @@ fn churn(
         return Err("connections did not open in time".into());
     }
     run.command("next");
-    let publishing = Publishing::start(common, &run, &names, 1, 64);
+    let publishing = start_publishing(common, &run, &names, 1, 64, 1, 8)?;
     let steady_deliveries = |run: &Run| -> u64 { run.worker_totals(0..steady_workers, "deliveries") };
     let before = steady_deliveries(&run);
     let (c0, d0) = (run.total("connected"), run.total("closed"));
@@ -621,5 +746,9 @@ fn write_report(
     }
     summary.push_str(&format!("charts: {}\nreport: {}\n", charts.join(", "), json_path.display()));
     std::fs::write(common.out.join("summary.txt"), &summary).map_err(|e| e.to_string())?;
+    if let Some(dest) = &common.charts_to {
+        report::copy_charts(&common.out, dest)?;
+        summary.push_str(&format!("charts copied to {}\n", dest.display()));
+    }
     Ok(summary)
 }

@@ -108,6 +108,11 @@ impl Ws {
         Ok(ws)
     }
 
+    /// The stream and the bytes already read past what was consumed.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.partial)
+    }
+
     fn next_mask(&mut self) -> [u8; 4] {
         // xorshift: masks need not be secret here, only present.
         let mut x = self.mask_seed;

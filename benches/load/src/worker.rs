@@ -11,7 +11,9 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::frames;
 use crate::plan::{Behaviour, Plan, Target};
+use crate::recv::{NewConn, Receiver};
 use crate::sign;
 use crate::wire::{self, Failure, Ws};
 
@@ -62,6 +64,16 @@ pub fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
+/// How a connection's behaviour ended.
+enum End {
+    /// The worker is stopping.
+    Stop,
+    /// The connection closed (a cycling behaviour connects again).
+    Closed,
+    /// The receive thread owns the connection now.
+    HandedOff,
+}
+
 pub fn run(plan: Plan) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let local = tokio::task::LocalSet::new();
@@ -83,7 +95,14 @@ async fn drive(plan: Plan) {
         }
         let _ = cmd_tx.send("stop".into());
     });
-    let sampler = tokio::task::spawn_local(sample_loop(plan.clone(), stats.clone()));
+    // Subscribers are read by the receive thread once subscribed.
+    let receiver = match &plan.behaviour {
+        Behaviour::Subscribe { publishers, .. } => {
+            Some(Rc::new(Receiver::start(*publishers).expect("the receive thread starts")))
+        }
+        _ => None,
+    };
+    let sampler = tokio::task::spawn_local(sample_loop(plan.clone(), stats.clone(), receiver.clone()));
     let mut tasks = Vec::new();
     let mut spawned = 0usize;
     let started = Instant::now();
@@ -101,6 +120,7 @@ async fn drive(plan: Plan) {
                 plan.clone(),
                 stats.clone(),
                 stop_rx.clone(),
+                receiver.clone(),
             )));
             spawned += 1;
             if let Ok(cmd) = cmd_rx.try_recv()
@@ -137,36 +157,54 @@ async fn drive(plan: Plan) {
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
     sampler.abort();
-    print_sample(&plan, &stats, true);
+    if let Some(r) = &receiver {
+        r.stop();
+    }
+    print_sample(&plan, &stats, receiver.as_deref(), true);
 }
 
-async fn sample_loop(plan: Rc<Plan>, stats: Rc<Stats>) {
+async fn sample_loop(plan: Rc<Plan>, stats: Rc<Stats>, receiver: Option<Rc<Receiver>>) {
     loop {
         tokio::time::sleep(Duration::from_millis(plan.sample_ms)).await;
-        print_sample(&plan, &stats, false);
+        print_sample(&plan, &stats, receiver.as_deref(), false);
     }
 }
 
-fn print_sample(plan: &Plan, s: &Stats, last: bool) {
+fn print_sample(plan: &Plan, s: &Stats, receiver: Option<&Receiver>, last: bool) {
+    // The receive thread's figures add to this thread's.
+    let r = receiver.map(|r| r.shared().clone());
+    let get = |f: fn(&crate::recv::Shared) -> &std::sync::atomic::AtomicU64| {
+        r.as_ref().map_or(0, |r| f(r).load(std::sync::atomic::Ordering::Relaxed))
+    };
+    if let Some(h) = r.as_ref().and_then(|r| r.take_latency()) {
+        let _ = s.latency_us.borrow_mut().get_or_insert_with(hist).add(&h);
+    }
     emit(&json!({
         "type": if last { "done" } else { "sample" },
         "worker": plan.worker,
         "attempts": s.attempts.get(),
-        "open": s.open.get(),
+        "open": s.open.get() + get(|r| &r.open),
         "connected": s.connected.get(),
-        "closed": s.closed.get(),
+        "closed": s.closed.get() + get(|r| &r.closed),
         "failures": *s.failures.borrow(),
         "handshake_us": Stats::take(&s.handshake_us),
         "latency_us": Stats::take(&s.latency_us),
-        "messages": s.messages.get(),
-        "deliveries": s.deliveries.get(),
+        "messages": s.messages.get() + get(|r| &r.deliveries) + get(|r| &r.other_messages),
+        "deliveries": s.deliveries.get() + get(|r| &r.deliveries),
+        "seq_gaps": get(|r| &r.seq_gaps),
+        "out_of_order": get(|r| &r.out_of_order),
+        "misrouted": get(|r| &r.misrouted),
+        "reads": get(|r| &r.reads),
+        "bytes_received": get(|r| &r.bytes),
+        "protocol_errors": get(|r| &r.protocol_errors),
+        "receive_thread_cpu_us": get(|r| &r.cpu_us),
         "subscribed": s.subscribed.get(),
         "subscribe_errors": s.subscribe_errors.get(),
         "member_added": s.member_added.get(),
         "member_removed": s.member_removed.get(),
         "joins": s.joins.get(),
         "leaves": s.leaves.get(),
-        "pongs_sent": s.pongs_sent.get(),
+        "pongs_sent": s.pongs_sent.get() + get(|r| &r.pongs_sent),
     }));
 }
 
@@ -177,7 +215,13 @@ fn emit(v: &serde_json::Value) {
 }
 
 /// One connection slot: connects, runs the behaviour, and for cycling behaviours repeats.
-async fn connection(id: usize, plan: Rc<Plan>, st: Rc<Stats>, mut stop: watch::Receiver<bool>) {
+async fn connection(
+    id: usize,
+    plan: Rc<Plan>,
+    st: Rc<Stats>,
+    mut stop: watch::Receiver<bool>,
+    receiver: Option<Rc<Receiver>>,
+) {
     let mut first = true;
     loop {
         if *stop.borrow() {
@@ -208,10 +252,17 @@ async fn connection(id: usize, plan: Rc<Plan>, st: Rc<Stats>, mut stop: watch::R
         Stats::record(&st.handshake_us, t0.elapsed().as_micros() as u64);
         Stats::add(&st.connected, 1);
         Stats::add(&st.open, 1);
-        let keep_going = behave(id, ws, socket_id, &plan, &st, &mut stop).await;
+        let end = match &receiver {
+            Some(r) => subscribe_and_hand_off(id, ws, &socket_id, &plan, &st, r).await,
+            None => behave(id, ws, socket_id, &plan, &st, &mut stop).await,
+        };
+        if let End::HandedOff = end {
+            st.open.set(st.open.get() - 1);
+            break;
+        }
         st.open.set(st.open.get() - 1);
         Stats::add(&st.closed, 1);
-        if !keep_going || !plan.behaviour.cycles() {
+        if matches!(end, End::Stop) || !plan.behaviour.cycles() {
             break;
         }
     }
@@ -225,6 +276,10 @@ async fn open(id: usize, plan: &Plan) -> Result<(Ws, String), Failure> {
     let host = plan.server.to_string();
     match &plan.target {
         Target::Raw { path } => Ok((Ws::handshake(stream, &host, path, id as u32).await?, String::new())),
+        Target::Plain { sub_path, .. } => {
+            let path = sub_path.replace("{channel}", &channel_of(id, plan).unwrap_or_default());
+            Ok((Ws::handshake(stream, &host, &path, id as u32).await?, String::new()))
+        }
         Target::Pusher { key, .. } => {
             let path = format!("/app/{key}?protocol=7&client=corecast-load&version=0.1.0&flash=false");
             let mut ws = Ws::handshake(stream, &host, &path, id as u32).await?;
@@ -278,8 +333,7 @@ fn subscribe_message(plan: &Plan, id: usize, socket_id: &str, channel: &str, use
     }
 }
 
-/// Runs the behaviour on an open connection until it ends or `stop`. Returns false when the
-/// worker is stopping.
+/// Runs the behaviour on an open connection until it ends or `stop`.
 async fn behave(
     id: usize,
     mut ws: Ws,
@@ -287,12 +341,14 @@ async fn behave(
     plan: &Plan,
     st: &Stats,
     stop: &mut watch::Receiver<bool>,
-) -> bool {
+) -> End {
     // All connections of one user share a channel, so presence deduplicates them.
     let user = id / plan.conns_per_user.max(1);
     let pick = |channels: &Vec<String>| channels.get(user % channels.len().max(1)).cloned();
     let (channel, stay, jitter, echo) = match &plan.behaviour {
-        Behaviour::Idle { channels } | Behaviour::Subscribe { channels } => (pick(channels), None, 0, None),
+        Behaviour::Idle { channels } | Behaviour::Subscribe { channels, .. } => {
+            (pick(channels), None, 0, None)
+        }
         Behaviour::Presence { channels, stay_ms } => (pick(channels), Some(*stay_ms), 0, None),
         Behaviour::Churn { channels, stay_ms, jitter_ms } => {
             (pick(channels), Some(*stay_ms), *jitter_ms, None)
@@ -300,15 +356,17 @@ async fn behave(
         Behaviour::Echo { size, interval_ms } => (None, None, 0, Some((*size, *interval_ms))),
     };
     let presence = matches!(plan.behaviour, Behaviour::Presence { .. });
+    // Plain servers subscribe by path; only Pusher servers are sent a subscription.
     if let Some(ch) = &channel
+        && matches!(plan.target, Target::Pusher { .. })
         && ws.send_text(&subscribe_message(plan, id, &socket_id, ch, user)).await.is_err()
     {
-        return true;
+        return End::Closed;
     }
     if let Some((size, _)) = echo
         && ws.send_text(&echo_payload(size)).await.is_err()
     {
-        return true;
+        return End::Closed;
     }
     let stay_for = stay.map(|ms| {
         let j = if jitter > 0 { (id as u64 * 7919 + now_ns() / 1000) % (2 * jitter + 1) } else { 0 };
@@ -318,7 +376,7 @@ async fn behave(
     let mut joined = false;
     loop {
         let frame = tokio::select! {
-            _ = stop.changed() => { ws.close().await; return false; }
+            _ = stop.changed() => { ws.close().await; return End::Stop; }
             _ = async { match until { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
                 if presence && joined {
                     // Leave the presence channel and join again on the same connection.
@@ -327,7 +385,7 @@ async fn behave(
                     Stats::add(&st.leaves, 1);
                     joined = false;
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    if ws.send_text(&subscribe_message(plan, id, &socket_id, &ch, user)).await.is_err() { return true; }
+                    if ws.send_text(&subscribe_message(plan, id, &socket_id, &ch, user)).await.is_err() { return End::Closed; }
                     until = stay_for.map(|d| tokio::time::Instant::now() + d);
                     continue;
                 }
@@ -336,16 +394,16 @@ async fn behave(
                     continue;
                 }
                 ws.close().await;
-                return true;
+                return End::Closed;
             }
             f = ws.recv() => f,
         };
-        let Ok(Some(frame)) = frame else { return true };
+        let Ok(Some(frame)) = frame else { return End::Closed };
         match frame.opcode {
             9 => {
                 let _ = ws.send(10, &frame.payload).await;
             }
-            8 => return true,
+            8 => return End::Closed,
             1 | 2 => {
                 Stats::add(&st.messages, 1);
                 if let Some((size, interval)) = echo {
@@ -357,7 +415,7 @@ async fn behave(
                         tokio::time::sleep(Duration::from_millis(interval)).await;
                     }
                     if ws.send_text(&echo_payload(size)).await.is_err() {
-                        return true;
+                        return End::Closed;
                     }
                     continue;
                 }
@@ -369,12 +427,9 @@ async fn behave(
 }
 
 async fn on_pusher_message(payload: &[u8], ws: &mut Ws, st: &Stats, joined: &mut bool) {
-    // Events published by the harness carry their publish time first in `data`: parse the
-    // cheap way before falling back to JSON.
-    if let Some(pos) = find(payload, b"\"data\":\"")
-        && let Some(sent) = leading_number(&payload[pos + 8..])
-    {
-        Stats::record(&st.latency_us, now_ns().saturating_sub(sent) / 1000);
+    // Events published by the harness carry a probe with their publish time.
+    if let Some(p) = frames::find_probe(payload) {
+        Stats::record(&st.latency_us, now_ns().saturating_sub(p.sent_ns) / 1000);
         Stats::add(&st.deliveries, 1);
         return;
     }
@@ -415,6 +470,98 @@ fn leading_number(b: &[u8]) -> Option<u64> {
     std::str::from_utf8(&b[..digits]).ok()?.parse().ok()
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// The channel connection `id` subscribes to (`channels[user % len]`), if its behaviour has one.
+fn channel_index(id: usize, plan: &Plan) -> Option<usize> {
+    let user = id / plan.conns_per_user.max(1);
+    match &plan.behaviour {
+        Behaviour::Idle { channels }
+        | Behaviour::Subscribe { channels, .. }
+        | Behaviour::Presence { channels, .. }
+        | Behaviour::Churn { channels, .. }
+            if !channels.is_empty() =>
+        {
+            Some(user % channels.len())
+        }
+        _ => None,
+    }
+}
+
+fn channel_of(id: usize, plan: &Plan) -> Option<String> {
+    let i = channel_index(id, plan)?;
+    match &plan.behaviour {
+        Behaviour::Idle { channels }
+        | Behaviour::Subscribe { channels, .. }
+        | Behaviour::Presence { channels, .. }
+        | Behaviour::Churn { channels, .. } => channels.get(i).cloned(),
+        _ => None,
+    }
+}
+
+/// Subscribes (Pusher: waits for `subscription_succeeded`) and hands the socket to the receive
+/// thread.
+async fn subscribe_and_hand_off(
+    id: usize,
+    mut ws: Ws,
+    socket_id: &str,
+    plan: &Plan,
+    st: &Stats,
+    receiver: &Receiver,
+) -> End {
+    let channel = channel_index(id, plan).unwrap_or(0);
+    let pusher = matches!(plan.target, Target::Pusher { .. });
+    if pusher {
+        let name = channel_of(id, plan).unwrap_or_default();
+        if ws
+            .send_text(&subscribe_message(plan, id, socket_id, &name, id / plan.conns_per_user.max(1)))
+            .await
+            .is_err()
+        {
+            return End::Closed;
+        }
+        let confirmed = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match ws.recv().await {
+                    Ok(Some(f)) if f.opcode == 1 => {
+                        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(&f.payload) else {
+                            continue;
+                        };
+                        match msg["event"].as_str().unwrap_or("") {
+                            "pusher_internal:subscription_succeeded" => return Some(true),
+                            "pusher:subscription_error" | "pusher:error" => return Some(false),
+                            "pusher:ping" => {
+                                let _ = ws.send_text(r#"{"event":"pusher:pong","data":{}}"#).await;
+                            }
+                            _ => {}
+                        }
+                    }
+                    Ok(Some(f)) if f.opcode == 9 => {
+                        let _ = ws.send(10, &f.payload).await;
+                    }
+                    Ok(Some(f)) if f.opcode == 8 => return None,
+                    Ok(Some(_)) => {}
+                    _ => return None,
+                }
+            }
+        })
+        .await;
+        match confirmed {
+            Ok(Some(true)) => Stats::add(&st.subscribed, 1),
+            Ok(Some(false)) => Stats::add(&st.subscribe_errors, 1),
+            _ => {
+                st.fail(Failure::Other);
+                return End::Closed;
+            }
+        }
+    } else {
+        // A plain broadcast server subscribes by path, when the WebSocket opens.
+        Stats::add(&st.subscribed, 1);
+    }
+    let (stream, leftover) = ws.into_parts();
+    match stream.into_std() {
+        Ok(stream) => {
+            receiver.add(NewConn { stream, leftover, channel: channel as u16, pusher });
+            End::HandedOff
+        }
+        Err(_) => End::Closed,
+    }
 }
