@@ -29,3 +29,8 @@ fn handshake_corpus() {
 fn frame_decoder_corpus() {
     replay("frame_decoder", corecast::protocol::fuzzing::frame_decoder);
 }
+
+#[test]
+fn deflate_decoder_corpus() {
+    replay("deflate_decoder", corecast::protocol::fuzzing::deflate_decoder);
+}

@@ -21,8 +21,8 @@ pub enum InflateError {
     Corrupt,
 }
 
-/// Per-core inflate state and output scratch. Holds about 45 KiB once used (zlib state and
-/// window) plus the largest message inflated so far (at most the message limit + 1).
+/// Per-core inflate state and output scratch. Holds 46 KiB (zlib state and a 32 KiB window)
+/// plus the largest message inflated so far (at most the message limit + 1).
 pub struct Inflater {
     z: Inflate,
     /// Output scratch; always initialized, `len()` is its usable size.

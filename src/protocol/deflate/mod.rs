@@ -31,10 +31,11 @@
 //!    cores as they are (carry `window_bits` with the frame). Control frames are never
 //!    compressed.
 //!
-//! The crate doing the DEFLATE work is zlib-rs: pure Rust (nothing to build or link), the
-//! zlib API with its semantics (raw streams, sync flush, window bits, dictionaries), fuzzed
-//! and differentially tested against zlib-ng, and measured here faster than miniz_oxide at
-//! both ends (benches/micro.rs, `deflate/*`).
+//! The crate doing the DEFLATE work is zlib-rs (used directly, through its safe API): pure
+//! Rust (nothing to build or link), zlib's semantics (raw streams, sync flush, dictionaries),
+//! fuzzed and differentially tested against zlib-ng by its maintainers, and faster than
+//! miniz_oxide here on 100 B–9 KB Pusher events (compress about 2×, inflate 1.2–3×). Costs are
+//! in `cargo bench --bench micro -- deflate`.
 
 pub mod deflater;
 pub mod extensions;
