@@ -169,6 +169,11 @@ mod tests {
     #[test]
     fn empty_payload_is_the_empty_message() {
         assert_eq!(inflate(&[]).unwrap(), b"");
+        // What some senders (PHP's zlib functions) make of an empty message: one empty final
+        // fixed-Huffman block, no 0x00 octet after it.
+        assert_eq!(inflate(&[0x03, 0x00]).unwrap(), b"");
+        // "Hello" ending in a final block without the 0x00 octet of §7.2.3.4.
+        assert_eq!(inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]).unwrap(), b"Hello");
     }
 
     #[test]
