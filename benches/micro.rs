@@ -1,10 +1,11 @@
 //! Criterion micro-benchmarks for the hot pure code: frame decoding, unmasking, UTF-8
 //! validation, request-head parsing and the handshake, frame encoding, Pusher event encoding
-//! and channel-authorization checks.
+//! and channel-authorization checks, permessage-deflate compression and inflation.
 
 use std::hint::black_box;
 
 use corecast::protocol::decoder::{self, Limits};
+use corecast::protocol::deflate::{Deflater, Inflater};
 use corecast::protocol::{frame, handshake, http, utf8};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -129,5 +130,73 @@ fn pusher(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decode, unmask_and_utf8, handshake_parse, encode, pusher);
+/// Pusher events as they go out (`{"event":…,"channel":…,"data":"<JSON as a string>"}`): a
+/// ~100-byte chat message, and price updates of ~1 KB and ~9 KB.
+fn pusher_events() -> Vec<(&'static str, Vec<u8>)> {
+    let item = |i: usize| {
+        format!(
+            r#"{{\"id\":{},\"symbol\":\"SYM{}\",\"price\":{}.{:02},\"change\":-0.{:02},\"volume\":{},\"updated_at\":\"2026-11-22T10:{:02}:00Z\"}}"#,
+            1000 + i,
+            i * 7 % 26,
+            100 + i * 13,
+            i * 17 % 100,
+            i * 3 % 100,
+            10000 + i * 977,
+            i % 60
+        )
+    };
+    let prices = |n: usize| {
+        let items: Vec<String> = (0..n).map(item).collect();
+        format!(
+            r#"{{"event":"prices-updated","channel":"private-market-feed","data":"{{\"items\":[{}]}}"}}"#,
+            items.join(",")
+        )
+        .into_bytes()
+    };
+    let chat = br#"{"event":"message","channel":"presence-chat-room","data":"{\"text\":\"hello world\",\"user\":{\"id\":\"42\"}}"}"#;
+    vec![("event_100B", chat.to_vec()), ("event_1KB", prices(6)), ("event_9KB", prices(70))]
+}
+
+fn deflate(c: &mut Criterion) {
+    let events = pusher_events();
+    let mut g = c.benchmark_group("deflate");
+    for (name, ev) in &events {
+        for level in [1u8, 3, 6] {
+            let mut d = Deflater::with_level(level);
+            let wire = d.compress_payload(ev).len();
+            eprintln!(
+                "deflate/{name} level {level}: {} B -> {wire} B on the wire ({:.0} %)",
+                ev.len(),
+                100.0 * wire as f64 / ev.len() as f64
+            );
+            g.throughput(Throughput::Bytes(ev.len() as u64));
+            g.bench_function(format!("compress_{name}_level{level}"), |b| {
+                b.iter(|| d.frame(frame::Opcode::Text, black_box(ev)))
+            });
+        }
+        let wire = Deflater::new().compress_payload(ev).to_vec();
+        let mut inf = Inflater::new();
+        g.bench_function(format!("inflate_{name}"), |b| {
+            b.iter(|| inf.inflate(black_box(&wire), 1 << 16).unwrap().len())
+        });
+        // The whole receive path: a masked compressed frame through the decoder.
+        let mut f = frame::encode_client(true, 1, &wire, [0x37, 0xfa, 0x21, 0x3d]);
+        f[0] |= 0x40;
+        let limits = Limits::default();
+        g.bench_function(format!("decode_compressed_{name}"), |b| {
+            let mut buf = f.clone();
+            b.iter(|| {
+                buf.copy_from_slice(&f);
+                let mut state = None;
+                decoder::decode_with(&mut state, black_box(&mut buf), &limits, Some(&mut inf), |e| {
+                    black_box(e);
+                })
+                .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode, unmask_and_utf8, handshake_parse, encode, pusher, deflate);
 criterion_main!(benches);

@@ -34,3 +34,8 @@ fn frame_decoder_corpus() {
 fn server_corpus() {
     replay("server", corecast::fuzzing::server);
 }
+
+#[test]
+fn deflate_decoder_corpus() {
+    replay("deflate_decoder", corecast::protocol::fuzzing::deflate_decoder);
+}

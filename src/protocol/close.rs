@@ -7,8 +7,11 @@ pub enum Failure {
     Protocol(&'static str),
     /// A text message or close reason was not UTF-8: close 1007.
     InvalidUtf8,
-    /// A frame or message was over the configured maximum: close 1009.
+    /// A frame or message was over the configured maximum (for a compressed message: its
+    /// inflated size): close 1009.
     TooBig,
+    /// A compressed message was not valid DEFLATE data: close 1007.
+    BadCompression,
 }
 
 impl Failure {
@@ -16,7 +19,7 @@ impl Failure {
     pub fn close_code(self) -> u16 {
         match self {
             Failure::Protocol(_) => code::PROTOCOL_ERROR,
-            Failure::InvalidUtf8 => code::INVALID_PAYLOAD,
+            Failure::InvalidUtf8 | Failure::BadCompression => code::INVALID_PAYLOAD,
             Failure::TooBig => code::MESSAGE_TOO_BIG,
         }
     }
@@ -27,6 +30,7 @@ impl Failure {
             Failure::Protocol(why) => why,
             Failure::InvalidUtf8 => "invalid UTF-8 in text message",
             Failure::TooBig => "message too big",
+            Failure::BadCompression => "invalid compressed data",
         }
     }
 }

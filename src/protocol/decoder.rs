@@ -1,10 +1,12 @@
 //! The RFC 6455 receive path as a state machine over byte slices: frame headers, unmasking,
-//! fragmentation with interleaved control frames, incremental UTF-8 and size limits.
+//! fragmentation with interleaved control frames, incremental UTF-8, size limits, and
+//! permessage-deflate messages (RFC 7692) on connections that negotiated it.
 //!
 //! A connection that is between messages carries no decoder state at all (`None`); a `Partial`
 //! is allocated only while a header, a frame payload or a fragmented message is incomplete.
 //! Frames that arrive whole are unmasked in place in the caller's read buffer and handed out
-//! without a copy.
+//! without a copy; a compressed message that arrives whole is inflated from there into the
+//! per-core `Inflater`'s scratch.
 
 use std::io::Cursor;
 
@@ -12,15 +14,18 @@ use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use super::close::{Failure, parse_close_payload};
+use super::deflate::{InflateError, Inflater, compressed_bound};
 use super::frame::unmask;
 use super::utf8;
 
 /// Limits a connection's peer must respect.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest payload of one frame, in bytes.
+    /// Largest payload of one frame, in bytes. A compressed frame may carry up to
+    /// `compressed_bound(max_frame)` bytes.
     pub max_frame: usize,
-    /// Largest payload of a whole (possibly fragmented) message, in bytes.
+    /// Largest payload of a whole (possibly fragmented) message, in bytes; for a compressed
+    /// message, its inflated size (and `compressed_bound(max_message)` bytes on the wire).
     pub max_message: usize,
 }
 
@@ -89,6 +94,8 @@ struct FrameInProgress {
 #[derive(Debug)]
 struct Message {
     text: bool,
+    /// RSV1 was set on its first frame: `buf` holds DEFLATE data, inflated at the end.
+    compressed: bool,
     buf: Vec<u8>,
     valid_up_to: usize,
 }
@@ -110,13 +117,28 @@ impl Kind {
 }
 
 /// Decodes `input` (freshly read bytes, unmasked in place) given the carried `state`, calling
-/// `on` for every complete message and control frame in order.
+/// `on` for every complete message and control frame in order. For a connection without
+/// extensions: any RSV bit fails it.
 pub fn decode(
     state: &mut Option<Box<Partial>>,
     input: &mut [u8],
     limits: &Limits,
+    on: impl FnMut(Event<'_>),
+) -> Result<Status, Failure> {
+    decode_with(state, input, limits, None, on)
+}
+
+/// [`decode`] for a connection that negotiated permessage-deflate when `inflater` is given
+/// (the per-core one): RSV1 on the first frame of a data message marks it compressed, and the
+/// message is delivered inflated. Without an inflater this is exactly [`decode`].
+pub fn decode_with(
+    state: &mut Option<Box<Partial>>,
+    input: &mut [u8],
+    limits: &Limits,
+    inflater: Option<&mut Inflater>,
     mut on: impl FnMut(Event<'_>),
 ) -> Result<Status, Failure> {
+    let mut cx = Cx { limits, inflater };
     let mut pos = 0;
     let result = loop {
         if let Some(p) = state.as_deref_mut()
@@ -125,7 +147,7 @@ pub fn decode(
             if pos == input.len() {
                 break Ok(Status::Open);
             }
-            match continue_frame(p, input, &mut pos, &mut on) {
+            match continue_frame(p, input, &mut pos, &mut cx, &mut on) {
                 Ok(Status::Open) => continue,
                 other => break other,
             }
@@ -138,7 +160,7 @@ pub fn decode(
             Ok(None) => break Ok(Status::Open),
             Err(f) => break Err(f),
         };
-        match start_frame(state, header, len, input, &mut pos, limits, &mut on) {
+        match start_frame(state, header, len, input, &mut pos, &mut cx, &mut on) {
             Ok(Status::Open) => continue,
             other => break other,
         }
@@ -192,6 +214,36 @@ fn next_header(
     }
 }
 
+/// What a decode call works with besides the bytes: the limits, and the per-core inflater
+/// when the connection negotiated permessage-deflate.
+struct Cx<'l, 'i> {
+    limits: &'l Limits,
+    inflater: Option<&'i mut Inflater>,
+}
+
+impl Cx<'_, '_> {
+    /// Inflates a whole compressed message and delivers it, validated.
+    fn deliver_inflated(
+        &mut self,
+        text: bool,
+        compressed: &[u8],
+        on: &mut impl FnMut(Event<'_>),
+    ) -> Result<Status, Failure> {
+        let inflater = self.inflater.as_deref_mut().expect("compressed messages need the extension");
+        let payload = inflater.inflate(compressed, self.limits.max_message).map_err(|e| match e {
+            InflateError::TooBig => Failure::TooBig,
+            InflateError::Corrupt => Failure::BadCompression,
+        })?;
+        if text {
+            utf8::validate_complete(payload).map_err(|_| Failure::InvalidUtf8)?;
+            on(Event::Text(payload));
+        } else {
+            on(Event::Binary(payload));
+        }
+        Ok(Status::Open)
+    }
+}
+
 fn reserved_opcode() -> Failure {
     Failure::Protocol("reserved opcode")
 }
@@ -217,10 +269,11 @@ fn start_frame(
     len: u64,
     input: &mut [u8],
     pos: &mut usize,
-    limits: &Limits,
+    cx: &mut Cx<'_, '_>,
     on: &mut impl FnMut(Event<'_>),
 ) -> Result<Status, Failure> {
-    if header.rsv1 || header.rsv2 || header.rsv3 {
+    let deflate = cx.inflater.is_some();
+    if header.rsv2 || header.rsv3 || (header.rsv1 && !deflate) {
         return Err(Failure::Protocol("reserved bits set without an extension"));
     }
     let Some(mask) = header.mask else {
@@ -231,7 +284,17 @@ fn start_frame(
     }
     let kind = kind_of(header.opcode);
     let fin = header.is_final;
-    let in_message = state.as_deref().is_some_and(|p| p.message.is_some());
+    let message = state.as_deref().and_then(|p| p.message.as_ref());
+    let in_message = message.is_some();
+    // RFC 7692 §6.1: RSV1 marks the first frame of a compressed data message, nothing else.
+    if header.rsv1 && kind.is_control() {
+        return Err(Failure::Protocol("RSV1 set on a control frame"));
+    }
+    if header.rsv1 && kind == Kind::Continuation {
+        return Err(Failure::Protocol("RSV1 set on a continuation frame"));
+    }
+    let compressed =
+        if kind == Kind::Continuation { message.is_some_and(|m| m.compressed) } else { header.rsv1 };
     if kind.is_control() {
         if !fin {
             return Err(Failure::Protocol("fragmented control frame"));
@@ -249,11 +312,16 @@ fn start_frame(
             }
             _ => {}
         }
-        if len > limits.max_frame as u64 {
+        let (max_frame, max_message) = if compressed {
+            (compressed_bound(cx.limits.max_frame), compressed_bound(cx.limits.max_message))
+        } else {
+            (cx.limits.max_frame, cx.limits.max_message)
+        };
+        if len > max_frame as u64 {
             return Err(Failure::TooBig);
         }
-        let so_far = state.as_deref().and_then(|p| p.message.as_ref()).map_or(0, |m| m.buf.len() as u64);
-        if so_far + len > limits.max_message as u64 {
+        let so_far = message.map_or(0, |m| m.buf.len() as u64);
+        if so_far.saturating_add(len) > max_message as u64 {
             return Err(Failure::TooBig);
         }
     }
@@ -266,6 +334,9 @@ fn start_frame(
         let payload = &mut input[*pos..*pos + len];
         unmask(payload, mask, 0);
         *pos += len;
+        if compressed {
+            return cx.deliver_inflated(kind == Kind::Text, payload, on);
+        }
         return deliver(kind, payload, on);
     }
 
@@ -273,11 +344,11 @@ fn start_frame(
     if !kind.is_control() && p.message.is_none() {
         let text = kind == Kind::Text;
         // Reserve for this frame only: later fragments grow the buffer as they arrive.
-        p.message = Some(Message { text, buf: Vec::with_capacity(len), valid_up_to: 0 });
+        p.message = Some(Message { text, compressed, buf: Vec::with_capacity(len), valid_up_to: 0 });
     }
     p.frame = Some(FrameInProgress { kind, fin, mask, remaining: len as u64, offset: 0 });
     if len == 0 {
-        return finish_frame(p, on);
+        return finish_frame(p, cx, on);
     }
     Ok(Status::Open)
 }
@@ -287,6 +358,7 @@ fn continue_frame(
     p: &mut Partial,
     input: &mut [u8],
     pos: &mut usize,
+    cx: &mut Cx<'_, '_>,
     on: &mut impl FnMut(Event<'_>),
 ) -> Result<Status, Failure> {
     let frame = p.frame.as_mut().expect("called with a frame in progress");
@@ -300,18 +372,23 @@ fn continue_frame(
     } else {
         let m = p.message.as_mut().expect("data frames belong to a message");
         m.buf.extend_from_slice(chunk);
-        if m.text && utf8::validate_more(&m.buf, &mut m.valid_up_to).is_err() {
+        // Compressed text is validated once inflated.
+        if m.text && !m.compressed && utf8::validate_more(&m.buf, &mut m.valid_up_to).is_err() {
             return Err(Failure::InvalidUtf8);
         }
     }
     if p.frame.is_some_and(|f| f.remaining == 0) {
-        return finish_frame(p, on);
+        return finish_frame(p, cx, on);
     }
     Ok(Status::Open)
 }
 
 /// Ends the current frame; delivers the message or control frame it completes.
-fn finish_frame(p: &mut Partial, on: &mut impl FnMut(Event<'_>)) -> Result<Status, Failure> {
+fn finish_frame(
+    p: &mut Partial,
+    cx: &mut Cx<'_, '_>,
+    on: &mut impl FnMut(Event<'_>),
+) -> Result<Status, Failure> {
     let frame = p.frame.take().expect("called with a frame in progress");
     if frame.kind.is_control() {
         let payload = std::mem::take(&mut p.control);
@@ -321,6 +398,9 @@ fn finish_frame(p: &mut Partial, on: &mut impl FnMut(Event<'_>)) -> Result<Statu
         return Ok(Status::Open);
     }
     let m = p.message.take().expect("data frames belong to a message");
+    if m.compressed {
+        return cx.deliver_inflated(m.text, &m.buf, on);
+    }
     if m.text && m.valid_up_to != m.buf.len() {
         return Err(Failure::InvalidUtf8);
     }

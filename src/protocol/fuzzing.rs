@@ -3,6 +3,7 @@
 //! Each body panics when an invariant breaks.
 
 use super::decoder::{self, Event, Limits};
+use super::deflate::{Deflater, InflateError, Inflater};
 use super::{handshake, http};
 
 /// The HTTP head parser and the upgrade validator never panic, and agree with themselves: a
@@ -37,9 +38,45 @@ pub fn frame_decoder(data: &[u8]) {
     assert_eq!(whole, pieces);
 }
 
+/// The receive path of a connection that negotiated permessage-deflate: never panics, decoding
+/// in two pieces equals decoding whole, no message exceeds the limit once inflated. The same
+/// bytes as one compressed payload: the inflater keeps to its limit, and what it yields
+/// survives a round trip through the deflater.
+pub fn deflate_decoder(data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let limits = Limits { max_frame: 1 << 12, max_message: 1 << 14 };
+    let split = data[0] as usize * data.len() / 256;
+    let input = &data[1..];
+    let mut inflater = Inflater::new();
+    let whole = run_with(input, &[], &limits, Some(&mut inflater));
+    let pieces = run_with(input, &[split.min(input.len())], &limits, Some(&mut inflater));
+    assert_eq!(whole, pieces);
+    for (_, payload) in &whole.0 {
+        assert!(payload.len() <= limits.max_message);
+    }
+
+    let limit = 1 << 14;
+    match inflater.inflate(input, limit) {
+        Ok(out) => {
+            assert!(out.len() <= limit);
+            let out = out.to_vec();
+            let again = Deflater::new().compress_payload(&out).to_vec();
+            assert_eq!(inflater.inflate(&again, limit).expect("own output inflates"), &out[..]);
+        }
+        Err(InflateError::TooBig | InflateError::Corrupt) => {}
+    }
+    assert!(inflater.scratch_bytes() <= limit + 1, "the scratch stays within the limit");
+}
+
 type Outcome = (Vec<(u8, Vec<u8>)>, String);
 
 fn run(input: &[u8], cuts: &[usize], limits: &Limits) -> Outcome {
+    run_with(input, cuts, limits, None)
+}
+
+fn run_with(input: &[u8], cuts: &[usize], limits: &Limits, mut inflater: Option<&mut Inflater>) -> Outcome {
     let mut state = None;
     let mut events = Vec::new();
     let mut bounds = vec![0];
@@ -48,7 +85,7 @@ fn run(input: &[u8], cuts: &[usize], limits: &Limits) -> Outcome {
     let mut outcome = String::from("open");
     for w in bounds.windows(2) {
         let mut chunk = input[w[0]..w[1]].to_vec();
-        let r = decoder::decode(&mut state, &mut chunk, limits, |e| {
+        let r = decoder::decode_with(&mut state, &mut chunk, limits, inflater.as_deref_mut(), |e| {
             events.push(match e {
                 Event::Text(t) => {
                     assert!(std::str::from_utf8(t).is_ok(), "text events are valid UTF-8");

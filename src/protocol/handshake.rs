@@ -1,9 +1,11 @@
-//! The RFC 6455 §4.2 opening handshake, server side: validate an upgrade request and build the
-//! 101 response, or say which HTTP error to answer with.
+//! The RFC 6455 §4.2 opening handshake, server side: validate an upgrade request, negotiate
+//! extensions (permessage-deflate, RFC 7692) and build the 101 response, or say which HTTP
+//! error to answer with.
 
 use base64::Engine;
 use bytes::Bytes;
 
+use super::deflate::{self, Negotiated};
 use super::http::{self, Request};
 
 /// Why an upgrade request was refused, with the response to send.
@@ -75,11 +77,36 @@ pub fn accept_key(req: &Request<'_>) -> Result<String, Refusal> {
 
 /// The 101 response completing the handshake. No extension or subprotocol is selected.
 pub fn switching_protocols(accept: &str) -> Bytes {
-    let mut out = Vec::with_capacity(130);
+    switching_protocols_with(accept, None)
+}
+
+/// permessage-deflate for this request: the first acceptable offer among all its
+/// `Sec-WebSocket-Extensions` headers when `enabled` (the server or app allows compression),
+/// else `None`. Keep the result for the connection and pass it to
+/// [`switching_protocols_with`]; its `response_header()` is the header value the 101 carries.
+pub fn negotiate(req: &Request<'_>, enabled: bool) -> Option<Negotiated> {
+    if !enabled {
+        return None;
+    }
+    let values = req
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+        .map(|(_, v)| *v);
+    deflate::negotiate(values)
+}
+
+/// The 101 response, with `Sec-WebSocket-Extensions` when permessage-deflate was negotiated.
+pub fn switching_protocols_with(accept: &str, deflate: Option<Negotiated>) -> Bytes {
+    let mut out = Vec::with_capacity(220);
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
     out.extend_from_slice(accept.as_bytes());
+    if let Some(n) = deflate {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(n.response_header().as_bytes());
+    }
     out.extend_from_slice(b"\r\n\r\n");
     Bytes::from(out)
 }
@@ -117,6 +144,29 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
         let refusal = accept_key(&req).unwrap_err();
         assert_eq!(refusal, Refusal::UnsupportedVersion);
         assert!(std::str::from_utf8(&refusal.response()).unwrap().contains("Sec-WebSocket-Version: 13\r\n"));
+    }
+
+    #[test]
+    fn deflate_is_negotiated_only_when_enabled_and_offered() {
+        let with = std::str::from_utf8(GOOD).unwrap().replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Extensions: x-webkit-deflate-frame\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+        );
+        let req = parse(with.as_bytes()).unwrap().unwrap();
+        assert_eq!(negotiate(&req, false), None);
+        let n = negotiate(&req, true).unwrap();
+        let resp = switching_protocols_with(&accept_key(&req).unwrap(), Some(n));
+        let text = std::str::from_utf8(&resp).unwrap();
+        assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(text.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover\r\n"
+        ));
+        assert!(text.ends_with("\r\n\r\n") && !text.ends_with("\r\n\r\n\r\n"));
+        let plain = parse(GOOD).unwrap().unwrap();
+        assert_eq!(negotiate(&plain, true), None);
+        assert!(!std::str::from_utf8(&switching_protocols("x")).unwrap().contains("Extensions"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod close;
 pub mod decoder;
+pub mod deflate;
 pub mod frame;
 pub mod fuzzing;
 pub mod handshake;

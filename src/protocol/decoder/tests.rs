@@ -224,3 +224,5 @@ proptest! {
         prop_assert_eq!(run_split(&bytes, &cuts, &limits), run_split(&bytes, &[], &limits));
     }
 }
+
+mod deflate;
