@@ -17,7 +17,7 @@ impl Pusher {
     /// A message from the bridge.
     pub(crate) fn on_cluster(&mut self, e: &mut Net, msg: ClusterIn) {
         match msg {
-            ClusterIn::Publish(p) => self.deliver_local(e, &p),
+            ClusterIn::Publish(p) => self.deliver_remote(e, &p),
             ClusterIn::Joined { token, added, full, members } => {
                 self.cluster_joined(e, token, added, full, members)
             }

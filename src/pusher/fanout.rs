@@ -29,7 +29,7 @@ impl Pusher {
         self.stats.published += 1;
         let p = Publish { app, channel: channel.into(), frame, except, cache };
         if e.settings().cores == 1 && self.cluster.is_none() {
-            return self.deliver_local(e, &p);
+            return self.deliver_local(e, &p, &p.frame);
         }
         // One shared message for every other core and for the other nodes.
         let p = Arc::new(p);
@@ -43,7 +43,15 @@ impl Pusher {
             }
             e.send_to_peer(peer, PeerMsg::Publish(p.clone()));
         }
-        self.deliver_local(e, &p);
+        self.deliver_local(e, &p, &p.frame);
+    }
+
+    /// An event published on another core or node: queued for this core's subscribers from a
+    /// core-local copy of its frame (one copy per core), so that the per-subscriber reference
+    /// counts stay in this core's cache instead of bouncing between cores.
+    pub(crate) fn deliver_remote(&mut self, e: &mut Net, p: &Publish) {
+        let frame = Bytes::copy_from_slice(&p.frame);
+        self.deliver_local(e, p, &frame);
     }
 
     /// Whether a publish would be accepted by every core's queue now: false when this core's
@@ -53,12 +61,12 @@ impl Pusher {
         !e.backlogged() && e.peers().all(|p| !e.peer_backlogged(p))
     }
 
-    /// Queues the event for this core's subscribers of its channel (for `#server-to-user-{id}`:
-    /// the connections signed in as `id`).
-    pub(crate) fn deliver_local(&mut self, e: &mut Net, p: &Publish) {
+    /// Queues `frame` (the event's, or a copy of it) for this core's subscribers of its channel
+    /// (for `#server-to-user-{id}`: the connections signed in as `id`).
+    fn deliver_local(&mut self, e: &mut Net, p: &Publish, frame: &Bytes) {
         let (app, channel) = (p.app, &*p.channel);
         if let Some(data) = &p.cache {
-            let cached = Cached { frame: p.frame.clone(), data: data.clone(), at: e.now() };
+            let cached = Cached { frame: frame.clone(), data: data.clone(), at: e.now() };
             self.cache[app.index()].insert(channel.into(), cached);
         }
         let skip = p.except.filter(|s| s.node == self.node() && s.shard == e.shard()).map(|s| s.key);
@@ -67,7 +75,7 @@ impl Pusher {
             if skip.is_some_and(|k| k.idx == idx && e.conn(k).is_some()) {
                 return;
             }
-            if e.push(idx, &p.frame) {
+            if e.push(idx, frame) {
                 deliveries += 1;
             }
         };

@@ -125,6 +125,8 @@ pub(crate) struct Pusher {
     pub(crate) apps: Apps,
     render: Renderer,
     status_token: String,
+    /// Serve the debug fault-injection routes (debug builds only).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     faults: bool,
     pub(crate) channels: Channels,
     /// Presence channels this core owns.

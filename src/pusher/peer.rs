@@ -80,7 +80,7 @@ impl super::Pusher {
     /// A message from another core.
     pub(crate) fn on_peer(&mut self, e: &mut super::Net, msg: PeerMsg) {
         match msg {
-            PeerMsg::Publish(p) => self.deliver_local(e, &p),
+            PeerMsg::Publish(p) => self.deliver_remote(e, &p),
             PeerMsg::PresenceJoin { app, channel, from, member } => {
                 self.presence_join(e, app, &channel, from, member)
             }
