@@ -265,8 +265,8 @@ fn drain_sends_1001_and_refuses_upgrades_and_ready() {
     let (late, late_sock) = core.accept_fake();
     feed(&mut core, late, &late_sock, UPGRADE.as_bytes());
     assert!(late_sock.take_text().starts_with("HTTP/1.1 503 "));
-    // The peer answers our close: the socket closes.
-    assert_eq!(feed(&mut core, key, &sock, &masked(8, &[0x03, 0xe9])), State::Lingering);
+    // The peer answers our close: the socket closes at once, without lingering.
+    assert_eq!(feed(&mut core, key, &sock, &masked(8, &[0x03, 0xe9])), State::Gone);
 }
 
 #[test]
