@@ -188,6 +188,25 @@ fn dead_peer_is_detected_by_the_heartbeat() {
     assert!(start.elapsed() < Duration::from_secs(7));
 }
 
+/// Regression: after a failed heartbeat the close timeout was never armed, so a peer that is
+/// gone without closing (here: one that never reads or writes again) was kept for good.
+#[test]
+fn dead_peer_is_dropped_at_the_close_timeout_after_the_heartbeat() {
+    let server = Server::start(&["--activity-timeout", "1", "--pong-timeout", "1", "--close-timeout", "1"]);
+    let silent = raw_ws(&server.addr(), "/app/app-key?protocol=7");
+    // ping after 1-2 s, pong deadline 1-2 s later, close timeout 1-2 s: gone within 6 s.
+    let open = || metric(&scrape(&server.addr()), "corecast_connections");
+    poll(
+        "the dead peer to be dropped",
+        Duration::from_secs(8),
+        || (open() == Some(1.0)).then_some(()),
+        || format!("corecast_connections {:?}", open()),
+    );
+    let s = scrape(&server.addr());
+    assert_eq!(metric(&s, "corecast_ping_timeouts_total"), Some(1.0), "{s}");
+    drop(silent);
+}
+
 #[tokio::test]
 async fn live_peer_answering_pings_is_kept() {
     let server = Server::start(&["--echo", "--activity-timeout", "1", "--pong-timeout", "1"]);
