@@ -300,7 +300,7 @@ async fn misbehave(ctx: &Ctx, kind: &'static str, i: u64) -> Res<()> {
         "oversized-frame" => {
             // A frame header over --max-frame-size (65536): 70,000 or 2^40 bytes announced.
             let mut frame = vec![0x81, 0x80 | 127];
-            let len: u64 = if i % 2 == 0 { 70_000 } else { 1 << 40 };
+            let len: u64 = if i.is_multiple_of(2) { 70_000 } else { 1 << 40 };
             frame.extend(len.to_be_bytes());
             frame.extend([1, 2, 3, 4]);
             frame.extend(vec![b'a'; 1000]);
@@ -379,7 +379,7 @@ async fn misbehave(ctx: &Ctx, kind: &'static str, i: u64) -> Res<()> {
                 Ok(Err(e)) => return Err(format!("{kind}: {e}")),
                 Err(_) => return Err(format!("{kind}: no pusher:pong within 10 s")),
             }
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 send(&mut s, &masked(true, 8, &1000u16.to_be_bytes())).await?;
                 let _ = tokio::time::timeout(Duration::from_secs(5), close_code(&mut s)).await;
             } else {
@@ -403,7 +403,7 @@ async fn misbehave(ctx: &Ctx, kind: &'static str, i: u64) -> Res<()> {
                 }
             }
             send(&mut s, &burst).await?;
-            if i % 2 == 0 { reset(s) } else { drop(s) }
+            if i.is_multiple_of(2) { reset(s) } else { drop(s) }
         }
         "presence-churn" => {
             let (mut s, id) = pusher(ctx, None).await?;
