@@ -14,7 +14,7 @@
 # Fixed paths other scripts rely on (nothing is exported):
 #   .testenv/autobahn-runner              "wstest" or "kosoku"
 #   .testenv/V2/bin/wstest                Autobahn TestSuite (Python 2.7)
-#   .testenv/py/bin/kosoku                fallback runner when no Python 2.7
+#   .testenv/py/bin/kosoku                Python 3 runner of the same cases (always)
 #   .testenv/py/bin/python                Python 3 venv (websockets, pusher, ...)
 #   .testenv/node/node_modules            pusher-js, pusher, ws
 #   .testenv/browser/node_modules         playwright-core (drives Debian's /usr/bin/chromium)
@@ -24,7 +24,7 @@
 #
 # Environment overrides (for testing the script itself):
 #   CORECAST_TESTENV  install dir instead of <repo>/.testenv
-#   CORECAST_PY27     Python 2.7 interpreter to use; "none" forces kosoku
+#   CORECAST_PY27     Python 2.7 interpreter to use; "none" skips wstest (its test then fails)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -228,8 +228,11 @@ else
   done
 fi
 if [[ -n "$PY27" ]] && ! is_py27 "$PY27"; then
-  echo "test-deps: $PY27 is not a working Python 2.7; using kosoku" >&2
+  echo "test-deps: $PY27 is not a working Python 2.7" >&2
   PY27=""
+fi
+if [[ -z "$PY27" ]]; then
+  echo "test-deps: no Python 2.7 for the Autobahn TestSuite: autobahn_wstest_cases_1_to_10 will fail" >&2
 fi
 
 install_wstest() {
@@ -261,7 +264,7 @@ if [[ -n "$PY27" ]]; then
       say autobahn "installed (wstest $AUTOBAHN_VERSION, $PY27)"
       RUNNER=wstest
     else
-      echo "test-deps: wstest install failed; falling back to kosoku" >&2
+      echo "test-deps: wstest install failed (autobahn_wstest_cases_1_to_10 will fail); kosoku only" >&2
     fi
   fi
 fi

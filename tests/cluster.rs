@@ -93,7 +93,7 @@ fn wait_for_cluster(nodes: &[Server]) {
 fn scenario(nodes: &[Server], script: &str, env: &[(&str, String)]) {
     let ports: Vec<String> = nodes.iter().map(|n| n.port.to_string()).collect();
     wait_for_cluster(nodes);
-    let out = Command::new("node")
+    let out = Command::new(node())
         .arg(format!("{}/tests/clients/cluster/{script}", env!("CARGO_MANIFEST_DIR")))
         .env("NODES", ports.join(","))
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -189,22 +189,13 @@ fn node_without_redis_at_start_up_serves_locally_and_joins_later() {
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())
         .spawn()
-        .unwrap();
+        .expect("redis-server runs (scripts/test-deps.sh installs it)");
     let mut redis = Redis { child: redis, port };
-    let mut joined = false;
-    for _ in 0..100 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let m = String::from_utf8_lossy(&raw_exchange(
-            &server.addr(),
-            b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
-            std::time::Duration::from_secs(2),
-        ))
-        .into_owned();
-        if m.contains("corecast_cluster_connected 1") {
-            joined = true;
-            break;
-        }
-    }
-    assert!(joined, "the bridge connected once Redis came up:\n{}", server.log());
+    poll(
+        "the bridge to connect once Redis came up",
+        std::time::Duration::from_secs(10),
+        || (metric(&scrape(&server.addr()), "corecast_cluster_connected") == Some(1.0)).then_some(()),
+        || server.log(),
+    );
     let _ = redis.child.kill();
 }

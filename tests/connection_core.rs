@@ -188,20 +188,39 @@ fn dead_peer_is_detected_by_the_heartbeat() {
     assert!(start.elapsed() < Duration::from_secs(7));
 }
 
+/// Regression: after a failed heartbeat the close timeout was never armed, so a peer that is
+/// gone without closing (here: one that never reads or writes again) was kept for good.
+#[test]
+fn dead_peer_is_dropped_at_the_close_timeout_after_the_heartbeat() {
+    let server = Server::start(&["--activity-timeout", "1", "--pong-timeout", "1", "--close-timeout", "1"]);
+    let silent = raw_ws(&server.addr(), "/app/app-key?protocol=7");
+    // ping after 1-2 s, pong deadline 1-2 s later, close timeout 1-2 s: gone within 6 s.
+    let open = || metric(&scrape(&server.addr()), "corecast_connections");
+    poll(
+        "the dead peer to be dropped",
+        Duration::from_secs(8),
+        || (open() == Some(1.0)).then_some(()),
+        || format!("corecast_connections {:?}", open()),
+    );
+    let s = scrape(&server.addr());
+    assert_eq!(metric(&s, "corecast_ping_timeouts_total"), Some(1.0), "{s}");
+    drop(silent);
+}
+
 #[tokio::test]
 async fn live_peer_answering_pings_is_kept() {
     let server = Server::start(&["--echo", "--activity-timeout", "1", "--pong-timeout", "1"]);
     let (mut ws, _) = tokio_tungstenite::connect_async(server.url("/echo")).await.unwrap();
-    // tungstenite answers pings while we poll; stay connected well past activity + pong timeouts.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // tungstenite answers pings while we poll. An unanswered ping closes the connection within
+    // the pong timeout, so a third ping shows that the first two were answered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut pings = 0;
-    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, ws.next()).await {
-        match msg.unwrap() {
-            Message::Ping(_) => pings += 1,
-            other => panic!("unexpected {other:?}"),
+    while pings < 3 {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            other => panic!("after {pings} pings: {other:?}"),
         }
     }
-    assert!(pings >= 2, "pinged {pings} times");
     ws.send(Message::text("still here")).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("still here"));
 }
@@ -216,7 +235,14 @@ async fn sigterm_drains_every_client_with_1001_and_exits_0() {
     // An HTTP client that started a request before the signal is answered 503 on /ready.
     let mut http = TcpStream::connect(server.addr()).unwrap();
     http.write_all(b"GET /ready HTTP/1.1\r\n").unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // Signal once the server holds it: 20 WebSockets, it, and the scrape asking.
+    let open = || metric(&scrape(&server.addr()), "corecast_connections");
+    poll(
+        "the half-sent request to be accepted",
+        Duration::from_secs(5),
+        || (open() == Some(22.0)).then_some(()),
+        || format!("corecast_connections {:?}", open()),
+    );
     let start = Instant::now();
     server.signal(15);
     let mut codes = Vec::new();
@@ -230,15 +256,62 @@ async fn sigterm_drains_every_client_with_1001_and_exits_0() {
     http.write_all(b"Host: x\r\n\r\n").unwrap();
     http.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert!(read_head(&mut http).starts_with("HTTP/1.1 503 "));
-    // tungstenite answered each close; the server exits once all are closed.
+    // tungstenite queued its answer to each close; flushing sends it. The server exits once all
+    // are closed, long before the drain timeout.
     for ws in &mut clients {
+        let _ = ws.flush().await;
         while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {}
     }
     let status = server.wait_exit(Duration::from_secs(10)).expect("exits after the drain");
     assert_eq!(status.code(), Some(0), "{}", server.log());
-    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the drain took {:?} (--drain-timeout 10)",
+        start.elapsed()
+    );
     // New connections are refused once drained.
     assert!(TcpStream::connect(server.addr()).is_err());
+}
+
+/// Regression: after a close handshake the server had started, it waited for the peer to close
+/// TCP as well (up to --close-timeout, or --drain-timeout while draining), so a drain took its
+/// full timeout with clients that answer the close and keep their socket (tokio-tungstenite).
+#[test]
+fn server_closes_tcp_once_its_close_handshake_completes() {
+    // A Pusher client with an unsupported protocol is closed with 4007; it answers the close.
+    let server = Server::start(&["--close-timeout", "30"]);
+    let mut s = raw_ws(&server.addr(), "/app/app-key?protocol=3");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(read_close_code(&mut s), Some(4007));
+    let start = Instant::now();
+    s.write_all(&client_frame(true, 8, &4007u16.to_be_bytes(), M)).unwrap();
+    let mut rest = Vec::new();
+    assert!(matches!(s.read_to_end(&mut rest), Ok(0)), "the server closes the TCP connection: {rest:?}");
+    // ...and lets go of it (only the scrape asking is left), though this peer keeps its socket.
+    let open = || metric(&scrape(&server.addr()), "corecast_connections");
+    poll(
+        "the server to drop the connection",
+        Duration::from_secs(3),
+        || (open() == Some(1.0)).then_some(()),
+        || format!("corecast_connections {:?} after {:?} (--close-timeout 30)", open(), start.elapsed()),
+    );
+    // The drain's close, answered: the process exits at once.
+    let mut server = Server::start(&["--echo", "--drain-timeout", "30"]);
+    let mut s = raw_ws(&server.addr(), "/echo");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    server.signal(15);
+    assert_eq!(read_close_code(&mut s), Some(1001));
+    s.write_all(&client_frame(true, 8, &1001u16.to_be_bytes(), M)).unwrap();
+    assert!(matches!(s.read_to_end(&mut rest), Ok(0)), "the server closes the TCP connection: {rest:?}");
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exits once the close is answered");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "the drain took {:?} (--drain-timeout 30)",
+        start.elapsed()
+    );
+    drop(s);
 }
 
 #[test]
@@ -256,14 +329,24 @@ fn drain_timeout_bounds_the_wait_for_silent_peers() {
 }
 
 #[test]
-fn second_signal_exits_at_once() {
+fn second_signal_exits_at_once_with_status_1() {
     let mut server = Server::start(&["--echo", "--drain-timeout", "30"]);
+    // A peer that never answers the close frame: the drain would wait the full 30 s for it.
     let _s = raw_ws(&server.addr(), "/echo");
     server.signal(15);
-    std::thread::sleep(Duration::from_millis(300));
+    // The second signal must come after the first was taken (two pending ones are one).
+    poll(
+        "the first signal to start the drain",
+        Duration::from_secs(5),
+        || server.log().contains("received SIGTERM: draining").then_some(()),
+        || server.log(),
+    );
+    let start = Instant::now();
     server.signal(15);
     let status = server.wait_exit(Duration::from_secs(5)).expect("exits at once on the second signal");
-    assert_ne!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(1), "{}", server.log());
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+    assert!(server.log().contains("received SIGTERM again: exiting without draining"), "{}", server.log());
 }
 
 #[test]

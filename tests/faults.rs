@@ -47,9 +47,8 @@ fn fault_routes_are_absent_unless_enabled() {
 
 #[test]
 fn a_panicking_redis_bridge_takes_the_process_down() {
-    testenv();
     let port = free_port();
-    let mut redis = std::process::Command::new("redis-server")
+    let mut redis = std::process::Command::new(apt_command("redis-server", "redis-server"))
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -3,14 +3,15 @@
 
 mod common;
 
-use std::process::Command;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 
 /// Runs tests/clients/`script` with the test venv's Python: `script PORT [args]`.
 fn python(server: &Server, script: &str, args: &[String]) {
-    let env = testenv();
-    let out = Command::new(env.join("py/bin/python"))
+    let out = Command::new(venv_python())
         .arg(format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
         .arg(server.port.to_string())
         .args(args)
@@ -26,8 +27,7 @@ fn python(server: &Server, script: &str, args: &[String]) {
 }
 
 fn scenario(server: &Server, script: &str, env: &[(&str, &str)]) {
-    testenv();
-    let out = Command::new("node")
+    let out = Command::new(node())
         .arg(format!("{}/tests/clients/pusher/{script}", env!("CARGO_MANIFEST_DIR")))
         .env("CORECAST_PORT", server.port.to_string())
         .envs(env.iter().copied())
@@ -155,4 +155,88 @@ fn per_app_limits_answer_with_pusher_codes() {
     )
     .unwrap();
     python(&Server::start(&["--config", cfg.to_str().unwrap(), "--cores", "2"]), "app_limits.py", &[]);
+}
+
+/// A config file with the development app and any `extra` TOML, in a fresh directory.
+fn config(name: &str, toml: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("corecast-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, toml).unwrap();
+    cfg
+}
+
+#[test]
+fn disabled_app_is_403_for_the_api_and_4003_for_clients() {
+    let cfg = config(
+        "disabled",
+        "[[apps]]\nid = \"1\"\nkey = \"app-key\"\nsecret = \"app-secret\"\n\n\
+         [[apps]]\nid = \"2\"\nkey = \"app2-key\"\nsecret = \"app2-secret\"\nenabled = false\n",
+    );
+    python(&Server::start(&["--config", cfg.to_str().unwrap(), "--cores", "2"]), "disabled_app.py", &[]);
+}
+
+#[test]
+fn batch_events_with_one_invalid_event_sends_none() {
+    scenario(&Server::start(&["--cores", "2"]), "batch_events.js", &[]);
+}
+
+#[test]
+fn client_ping_is_answered_with_pong() {
+    scenario(&Server::start(&[]), "ping_pong.js", &[]);
+}
+
+/// SIGTERM: every Pusher client gets pusher:error 4200, then close 1001; pusher-js reconnects by
+/// itself, here to a new server on the same port (a restart behind a fixed address).
+#[test]
+fn drain_sends_4200_before_1001_and_pusher_js_reconnects() {
+    let mut first = Server::start(&["--cores", "2", "--node-id", "1", "--drain-timeout", "10"]);
+    let port = first.port.to_string();
+    let mut script = Command::new(node())
+        .arg(format!("{}/tests/clients/pusher/drain.js", env!("CARGO_MANIFEST_DIR")))
+        .env("CORECAST_PORT", &port)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = script.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let output = |script: std::process::Child| {
+        let out = script.wait_with_output().unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    if !matches!(rx.recv_timeout(Duration::from_secs(20)).as_deref(), Ok("ready")) {
+        let _ = script.kill();
+        panic!("drain.js did not get ready:\n{}\n{}", output(script), first.log());
+    }
+    first.signal(15);
+    let status = first.wait_exit(Duration::from_secs(10)).expect("the drained server exits");
+    assert_eq!(status.code(), Some(0), "{}", first.log());
+    let second = Server::start(&["--port", &port, "--cores", "2", "--node-id", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = script.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = script.kill();
+            break script.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lines: Vec<String> = rx.try_iter().collect();
+    assert!(
+        status.success(),
+        "drain.js failed ({status}):\n{}\n{}\nfirst server:\n{}\nsecond server:\n{}",
+        lines.join("\n"),
+        output(script),
+        first.log(),
+        second.log()
+    );
+    eprintln!("{}", lines.join("\n"));
 }

@@ -1,5 +1,8 @@
-//! Webhook receivers that hang or are down never stall delivery to subscribers: a fan-out with
-//! heavy channel churn (so many webhooks) completes with no loss, and the failures are counted.
+//! Webhook receivers that hang, fail or are down: delivery to subscribers never stalls (a
+//! fan-out with heavy channel churn, so many webhooks, completes with no loss, and the failures
+//! are counted); a failed batch is retried with backoff and delivered once; a hanging URL does
+//! not delay a healthy URL of the same app. Receivers in tests/clients/pusher/webhook_delivery.js
+//! check every body with the official Node SDK.
 
 mod common;
 
@@ -98,4 +101,37 @@ async fn hanging_and_dead_receivers_do_not_stall_fan_out() {
         .and_then(|v| v.parse().ok())
         .expect("webhooks_failed in /metrics");
     assert!(failed > 0, "{metrics}");
+}
+
+/// tests/clients/pusher/webhook_delivery.js in `mode` against `server`.
+fn delivery_scenario(server: &Server, mode: &str, env: &[(&str, String)]) {
+    let out = std::process::Command::new(node())
+        .arg(format!("{}/tests/clients/pusher/webhook_delivery.js", env!("CARGO_MANIFEST_DIR")))
+        .env("CORECAST_PORT", server.port.to_string())
+        .env("MODE", mode)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("node runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "webhook_delivery.js {mode} failed:\n{text}\nserver log:\n{}",
+        server.log()
+    );
+    eprint!("{text}");
+}
+
+#[test]
+fn webhook_failing_twice_is_retried_with_backoff_and_delivered_once() {
+    let hook = free_port();
+    let server = Server::start(&["--cores", "2", "--webhook-url", &format!("http://127.0.0.1:{hook}/hooks")]);
+    delivery_scenario(&server, "retry", &[("HOOK_PORT", hook.to_string())]);
+}
+
+#[test]
+fn hanging_webhook_url_does_not_delay_a_healthy_url_of_the_same_app() {
+    let (hang, hook) = (free_port(), free_port());
+    let urls = format!("http://127.0.0.1:{hang}/hooks,http://127.0.0.1:{hook}/hooks");
+    let server = Server::start(&["--cores", "2", "--webhook-url", &urls]);
+    delivery_scenario(&server, "hang", &[("HANG_PORT", hang.to_string()), ("HOOK_PORT", hook.to_string())]);
 }

@@ -223,6 +223,21 @@ fn heartbeat_pings_an_idle_peer_and_closes_it_without_reply() {
     assert_eq!(core.e.stats.ping_timeouts, 1);
 }
 
+/// Regression: the close timeout after a failed heartbeat was never filed (the deadline being
+/// handled was the one on file), so a dead peer was kept until its TCP connection failed.
+#[test]
+fn regression_a_dead_peer_is_dropped_at_the_close_timeout_after_the_heartbeat() {
+    let mut core =
+        core_with(Settings { activity_timeout: 5, pong_timeout: 3, close_timeout: 2, ..settings() });
+    let (key, sock) = open_echo(&mut core);
+    core.tick(8, 0);
+    assert_eq!(core.run_conn(key, &sock), State::Lingering);
+    core.tick(9, 0);
+    assert_eq!(core.run_conn(key, &sock), State::Lingering);
+    core.tick(10, 0);
+    assert_eq!(core.run_conn(key, &sock), State::Gone);
+}
+
 #[test]
 fn heartbeat_keeps_a_peer_that_answers() {
     let mut core = core_with(Settings { activity_timeout: 5, pong_timeout: 3, ..settings() });
@@ -265,8 +280,8 @@ fn drain_sends_1001_and_refuses_upgrades_and_ready() {
     let (late, late_sock) = core.accept_fake();
     feed(&mut core, late, &late_sock, UPGRADE.as_bytes());
     assert!(late_sock.take_text().starts_with("HTTP/1.1 503 "));
-    // The peer answers our close: the socket closes.
-    assert_eq!(feed(&mut core, key, &sock, &masked(8, &[0x03, 0xe9])), State::Lingering);
+    // The peer answers our close: the socket closes at once, without lingering.
+    assert_eq!(feed(&mut core, key, &sock, &masked(8, &[0x03, 0xe9])), State::Gone);
 }
 
 #[test]

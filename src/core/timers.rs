@@ -54,11 +54,12 @@ impl<S: Service> Engine<S> {
         }
     }
 
-    /// Files the deadline again if it is now earlier than the one filed (later ones are found
-    /// lazily when the filed one fires).
+    /// Files the deadline again if it is now earlier than the one filed, or if the one filed has
+    /// already come (it is being handled, and nothing else would fire). Later ones are found
+    /// lazily when the filed one fires.
     pub(crate) fn rearm_if_sooner(&mut self, key: ConnKey) {
         let (Some(at), Some(conn)) = (self.deadline(key), self.conn(key)) else { return };
-        if at < conn.timer_at {
+        if at < conn.timer_at || conn.timer_at <= self.now {
             self.arm(key);
         }
     }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::Core;
-use super::conn::{ConnKey, Inbound, Kind, Phase};
+use super::conn::{ConnKey, Inbound, Kind, Phase, flag};
 use super::service::Service;
 use crate::protocol::decoder::{self, Event, Partial};
 use crate::protocol::frame::{self, Opcode};
@@ -40,9 +40,14 @@ impl<S: Service> Core<S> {
         let Some(conn) = self.e.conn(key) else { return };
         let (phase, kind) = (conn.phase, conn.kind);
         if phase == Phase::Closing {
-            // After our close frame only the peer's close matters; then the socket closes.
+            // After our close frame only the peer's close matters. It answers ours, so the peer
+            // has read all we sent: the TCP connection closes now (RFC 6455 §7.1.1), without
+            // lingering until the peer closes its side too.
             if let Event::Close(_) = ev {
-                self.e.close_after_flush(key);
+                match self.e.conn_mut(key) {
+                    Some(conn) if conn.out.is_none() => conn.set(flag::KILL),
+                    _ => self.e.close_after_flush(key),
+                }
             }
             return;
         }

@@ -15,7 +15,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `corecast --host 127.0.0.1 --port 0 <args>` and waits until it listens.
+    /// Starts `corecast --host 127.0.0.1 --port 0 <args>` (or on the `--port` given in `args`)
+    /// and waits until it listens.
     pub fn start(args: &[&str]) -> Server {
         Self::start_with_env(args, &[])
     }
@@ -27,7 +28,11 @@ impl Server {
     /// Starts corecast on 127.0.0.1:`port` (0: any free port).
     pub fn start_on(port: u16, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
-        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]).args(args);
+        cmd.args(["--host", "127.0.0.1"]);
+        if !args.contains(&"--port") {
+            cmd.args(["--port", &port.to_string()]);
+        }
+        cmd.args(args);
         cmd.env("RUST_LOG", "info").env_remove("CORECAST_CONFIG");
         for (k, v) in env {
             cmd.env(k, v);
@@ -194,6 +199,91 @@ pub fn testenv() -> PathBuf {
         "third-party test tools are missing: run scripts/test (or scripts/test-deps.sh) first"
     );
     dir
+}
+
+/// A file scripts/test-deps.sh installs under .testenv/ (`rel`), or a failure naming what is
+/// missing and how to get it.
+pub fn installed(rel: &str, what: &str) -> PathBuf {
+    let path = testenv().join(rel);
+    assert!(
+        path.exists(),
+        "{what} is not installed ({} is missing): scripts/test-deps.sh installs it; see .testenv/logs/ \
+         for why it did not",
+        path.display()
+    );
+    path
+}
+
+/// A command on PATH that scripts/test-deps.sh installs with apt-get (from `package`), or a
+/// failure saying so.
+pub fn apt_command(cmd: &str, package: &str) -> String {
+    let runs = std::process::Command::new(cmd)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        runs,
+        "`{cmd} --version` does not run: scripts/test-deps.sh installs it (Debian package {package})"
+    );
+    cmd.to_string()
+}
+
+/// `node`, with the npm packages the client scripts load (pusher-js, pusher, ws).
+pub fn node() -> String {
+    for module in ["pusher-js", "pusher", "ws"] {
+        installed(&format!("node/node_modules/{module}/package.json"), &format!("npm {module}"));
+    }
+    apt_command("node", "nodejs")
+}
+
+/// The test venv's Python (websockets, pusher, prometheus-client, requests).
+pub fn venv_python() -> PathBuf {
+    installed("py/bin/python", "the Python test venv")
+}
+
+/// Polls `probe` every 20 ms until it returns Some, and returns that; fails naming `what` after
+/// `timeout`, with `state()` describing what was last seen.
+pub fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+    state: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; {}", state());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One `/metrics` scrape (OpenMetrics text).
+pub fn scrape(addr: &str) -> String {
+    let resp =
+        raw_exchange(addr, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", Duration::from_secs(5));
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    assert!(resp.starts_with("HTTP/1.1 200 "), "/metrics: {resp}");
+    resp.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
+/// The sum of every sample of `name` in a scrape (all label sets); None when absent.
+pub fn metric(scrape: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in scrape.lines() {
+        let Some(rest) = line.strip_prefix(name) else { continue };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let value = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let Some(v) = value {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
 }
 
 /// Publishes one event through the signed HTTP API (as a backend would); returns the status line

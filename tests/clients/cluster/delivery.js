@@ -1,7 +1,7 @@
 // Events published on any node (HTTP API via the official SDK, client events via pusher-js)
 // reach subscribers on every node exactly once, in order per publisher.
 'use strict';
-const { NODES, sdk, client, subscribed, sleep, until, run, assert } = require('./lib');
+const { NODES, sdk, client, subscribed, absenceWindow, pace, until, run, assert } = require('./lib');
 
 run(async () => {
   const subs = [];
@@ -22,9 +22,10 @@ run(async () => {
   }
   // A client on the second node sends client events (within the 10/s limit).
   const sender = subs.find((s) => s.port === NODES[1]);
-  for (let n = 0; n < 8; n++) { sender.ch.trigger('client-chat', { n }); await sleep(120); }
+  for (let n = 0; n < 8; n++) { sender.ch.trigger('client-chat', { n }); await pace(120); }
   await until(() => subs.every((s) => s.got.http.length >= 60 && (s === sender || s.got.client.length >= 8)), 'every delivery');
-  await sleep(500);
+  // Absence: a second copy of an event would come over Redis right behind the first.
+  await absenceWindow(300);
   for (const s of subs) {
     for (const [i] of NODES.entries()) {
       const fromNode = s.got.http.filter((n) => Math.floor(n / 100) === i);

@@ -18,6 +18,13 @@ function client(port, user) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// The only fixed waits the scenarios use, named for what they are:
+// - absenceWindow: after the state was reached (never to reach it), the time anything that must
+//   NOT happen (a duplicate, a late event) would have needed to show up.
+// - pace: spacing a client's own messages (the client-event rate limit) or the tries of a poll
+//   that has a side effect.
+const absenceWindow = (ms) => sleep(ms);
+const pace = (ms) => sleep(ms);
 
 async function subscribed(p, name) {
   const ch = p.subscribe(name);
@@ -29,10 +36,17 @@ async function subscribed(p, name) {
   return ch;
 }
 
+// Polls `pred` (sync or async) every 20 ms; resolves with the time it took, fails after `ms`.
 async function until(pred, what, ms = 10000) {
   const start = Date.now();
-  while (Date.now() - start < ms) { if (pred()) return Date.now() - start; await sleep(50); }
+  while (Date.now() - start < ms) { if (await pred()) return Date.now() - start; await sleep(20); }
   throw new Error('timed out: ' + what);
+}
+
+// The cluster-wide subscription count of `channel`, asked of the node on `port`.
+async function subscriptionCount(port, channel) {
+  const r = JSON.parse(await (await sdk(port).get({ path: '/channels/' + channel, params: { info: 'subscription_count' } })).text());
+  return r.subscription_count || 0;
 }
 
 async function metric(port, name) {
@@ -62,4 +76,7 @@ function run(main) {
   setTimeout(() => { console.error('scenario timed out'); process.exit(1); }, 90000).unref();
 }
 
-module.exports = { Pusher, PusherServer, NODES, sdk, client, sleep, subscribed, until, metric, run, assert, collectWebhooks };
+module.exports = {
+  Pusher, PusherServer, NODES, sdk, client, absenceWindow, pace, subscribed, until, subscriptionCount, metric, run, assert,
+  collectWebhooks,
+};

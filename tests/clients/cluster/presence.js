@@ -1,7 +1,7 @@
 // Presence across nodes: a user connected to several nodes is one member; member_added and
 // member_removed fire once cluster-wide; the HTTP API of any node counts cluster-wide.
 'use strict';
-const { NODES, sdk, client, subscribed, sleep, until, run, assert, collectWebhooks } = require('./lib');
+const { NODES, sdk, client, subscribed, absenceWindow, until, subscriptionCount, run, assert, collectWebhooks } = require('./lib');
 
 const hooks = collectWebhooks(Number(process.env.HOOK_PORT));
 const count = (name, channel, user) => hooks.filter((e) => e.name === name && e.channel === channel && (!user || e.user_id === user)).length;
@@ -24,7 +24,9 @@ run(async () => {
   const b = await subscribed(bob, 'presence-cluster');
   assert.strictEqual(b.members.count, 3);
   assert.deepStrictEqual(Object.keys(b.members.members).sort(), ['ann', 'bob', 'watcher']);
-  await sleep(500);
+  await until(() => added.includes('bob'), "bob's member_added");
+  // Absence: a second member_added for ann (another node deciding too) would come over Redis.
+  await absenceWindow(300);
   assert.deepStrictEqual(added, ['ann', 'bob'], 'member_added once per user cluster-wide');
   for (const port of NODES) {
     const info = JSON.parse(await (await sdk(port).get({ path: '/channels/presence-cluster', params: { info: 'user_count,subscription_count' } })).text());
@@ -35,17 +37,26 @@ run(async () => {
     assert.deepStrictEqual(list, { channels: { 'presence-cluster': { user_count: 3 } } });
   }
   // Ann leaves node by node: member_removed only after her last connection.
-  for (const p of ann.slice(0, -1)) { p.disconnect(); await sleep(400); }
+  let connections = NODES.length + 2;
+  for (const p of ann.slice(0, -1)) {
+    p.disconnect();
+    connections -= 1;
+    await until(async () => (await subscriptionCount(NODES[0], 'presence-cluster')) === connections, 'the connection to be gone');
+  }
+  // Absence: a wrong member_removed is decided in Redis right after a node reports the leave.
+  await absenceWindow(300);
   assert.deepStrictEqual(removed, [], 'ann still connected somewhere');
   ann[ann.length - 1].disconnect();
   await until(() => removed.includes('ann'), 'member_removed ann');
   bob.disconnect();
   await until(() => removed.includes('bob'), 'member_removed bob');
-  await sleep(300);
+  // Absence: duplicates would come over Redis right behind.
+  await absenceWindow(300);
   assert.deepStrictEqual(removed, ['ann', 'bob'], 'member_removed once per user');
   watcher.disconnect();
   await until(() => count('channel_vacated', 'presence-cluster') === 1, 'channel_vacated webhook');
-  await sleep(500);
+  // Absence: a second node's occupancy webhooks would be in the same or the next batch.
+  await absenceWindow(300);
   // Webhooks fire once for the whole cluster, whichever node saw the change.
   assert.strictEqual(count('channel_occupied', 'presence-cluster'), 1, JSON.stringify(hooks));
   assert.strictEqual(count('channel_vacated', 'presence-cluster'), 1, JSON.stringify(hooks));

@@ -1,12 +1,15 @@
 // Public, private, encrypted and cache channels with pusher-js; authorization signed by the
 // official Node server SDK; events published through its HTTP client.
 'use strict';
-const { client, server, connected, subscribed, once, run, assert, sleep } = require('./lib');
+const { client, server, connected, subscribed, shardOf, clientOnCore, once, until, subscriptionCount, run, assert } = require('./lib');
 
 run(async () => {
   const p = client();
   const socketId = await connected(p);
   assert.match(socketId, /^\d+\.\d+$/, 'socket_id has the SDKs\' form');
+  // Every frame p receives, whichever channel object pusher-js still routes it to.
+  const frames = [];
+  p.connection.bind('message', (m) => frames.push(m));
 
   const pub = await subscribed(p, 'news');
   assert.ok(pub.ok, 'public subscription succeeded');
@@ -36,16 +39,19 @@ run(async () => {
   await server.trigger('private-encrypted-vault', 'secret', { pin: '1234' });
   assert.deepStrictEqual((await gotSecret).data, { pin: '1234' });
 
-  // Cache channel: a miss first, then the last event on subscribe.
-  const first = client();
-  await connected(first);
+  // Cache channel: a miss first, then the last event on subscribe. Every core keeps the last
+  // event; `late` subscribes once a live subscriber on its own core has seen the second event,
+  // so its core has it too.
+  const late = client();
+  const core = shardOf(await connected(late));
+  const first = await clientOnCore(core);
   const ch = first.subscribe('cache-prices');
   await once(ch, 'pusher:cache_miss');
+  const prices = [];
+  ch.bind('price', (d) => prices.push(d.eur));
   await server.trigger('cache-prices', 'price', { eur: 1 });
   await server.trigger('cache-prices', 'price', { eur: 2 });
-  await sleep(100);
-  const late = client();
-  await connected(late);
+  await until(() => prices.length === 2, 'the live subscriber to get both prices', { show: () => prices });
   const lateCh = late.subscribe('cache-prices');
   const cached = await once(lateCh, 'price');
   assert.deepStrictEqual(cached.data, { eur: 2 }, 'the last event is replayed');
@@ -55,14 +61,18 @@ run(async () => {
   assert.ok(invalid.error, 'invalid name refused');
   assert.strictEqual(p.connection.state, 'connected');
 
-  // Unsubscribe stops delivery.
+  // Unsubscribe stops delivery. Once the server has dropped the subscription, one request
+  // publishes to 'news' and then to a channel p still has: one core publishes both in order,
+  // so had 'after' been sent to p, it would arrive before the marker.
   p.unsubscribe('news');
-  await sleep(100);
-  let leaked = false;
-  pub.ch.bind('after', () => { leaked = true; });
-  await server.trigger('news', 'after', {});
-  await sleep(300);
-  assert.ok(!leaked, 'no delivery after unsubscribe');
+  await until(async () => (await subscriptionCount('news')) === 0, 'the unsubscribe to be processed');
+  const marker = once(priv.ch, 'marker');
+  await server.triggerBatch([
+    { channel: 'news', name: 'after', data: '{}' },
+    { channel: 'private-orders', name: 'marker', data: '{}' },
+  ]);
+  await marker;
+  assert.ok(!frames.some((m) => m.channel === 'news' && m.event === 'after'), 'no delivery after unsubscribe');
 
   for (const c of [p, first, late]) c.disconnect();
 });

@@ -1,7 +1,7 @@
 // Client events with pusher-js: relayed to the other subscribers only, data verbatim, user_id on
 // presence channels, refused on public channels, rate limited.
 'use strict';
-const { client, connected, subscribed, once, run, assert, sleep } = require('./lib');
+const { client, server, connected, subscribed, once, until, run, assert } = require('./lib');
 
 run(async () => {
   const a = client({ user: { user_id: 'alice' } });
@@ -15,7 +15,11 @@ run(async () => {
   const got = once(pb.ch, 'client-typing');
   assert.ok(pa.ch.trigger('client-typing', { typing: true, text: 'ünïcode' }));
   assert.deepStrictEqual((await got).data, { typing: true, text: 'ünïcode' });
-  await sleep(200);
+  // An echo would have been queued to a while its core handled the event, before b got it; a
+  // marker published after that reaches a behind it.
+  const markerA = once(pa.ch, 'marker');
+  await server.trigger('private-chat', 'marker', {});
+  await markerA;
   assert.ok(!echoed, 'not echoed to the sender');
 
   const xa = await subscribed(a, 'presence-room');
@@ -26,7 +30,8 @@ run(async () => {
   assert.strictEqual(ev.data, 'plain string');
   assert.strictEqual(ev.meta.user_id, 'alice', 'user_id added on presence channels');
 
-  // Public channel: pusher:error, nothing relayed.
+  // Public channel: pusher:error, nothing relayed. a's next client event travels the same way
+  // to b (a's core, then the ring to b's core), so it arrives after anything relayed before.
   const pubA = await subscribed(a, 'public-room');
   const pubB = await subscribed(b, 'public-room');
   let relayed = false;
@@ -35,19 +40,25 @@ run(async () => {
   pubA.ch.trigger('client-nope', {});
   const e = await err;
   assert.strictEqual(e.data.type, 'PusherError');
-  await sleep(200);
+  const after = once(pb.ch, 'client-after');
+  pa.ch.trigger('client-after', {});
+  await after;
   assert.ok(!relayed, 'refused on public channels');
 
-  // Rate limit: 10 per second per connection (a fresh second first).
-  await sleep(1100);
+  // Rate limit: 10 per second per connection. A fresh sender c (a's budget is partly spent):
+  // each of its 25 events is either relayed to b or refused with its own 4301.
+  const c = client({ user: { user_id: 'carol' } });
+  await connected(c);
+  const pc = await subscribed(c, 'private-chat');
   let received = 0;
   pb.ch.bind('client-burst', () => { received++; });
   const errors = [];
-  a.connection.bind('error', (x) => errors.push(x));
-  for (let i = 0; i < 25; i++) pa.ch.trigger('client-burst', { i });
-  await sleep(500);
+  c.connection.bind('error', (x) => errors.push(x));
+  for (let i = 0; i < 25; i++) pc.ch.trigger('client-burst', { i });
+  const refusedCount = () => errors.filter((x) => x.data && x.data.code === 4301).length;
+  await until(() => received + refusedCount() === 25, 'every event relayed or refused', { show: () => [received, refusedCount()] });
+  // 10 in the burst's second; 20 if the burst spans two.
   assert.ok(received >= 10 && received <= 20, `received ${received}`);
-  assert.ok(errors.some((x) => x.data && x.data.code === 4301), 'rate limit error 4301');
-  a.disconnect();
-  b.disconnect();
+  assert.ok(refusedCount() >= 5, 'rate limit error 4301');
+  for (const p of [a, b, c]) p.disconnect();
 });

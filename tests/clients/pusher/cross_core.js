@@ -1,7 +1,7 @@
 // Subscribers on every core receive events published over HTTP and by a client on another
 // core, each publisher's events in publish order.
 'use strict';
-const { client, server, connected, subscribed, shardOf, run, assert, sleep } = require('./lib');
+const { client, server, connected, subscribed, shardOf, until, pace, run, assert } = require('./lib');
 
 run(async () => {
   const cores = Number(process.env.CORES || 2);
@@ -25,11 +25,12 @@ run(async () => {
   const sender = subs[0];
   for (let n = 0; n < 15; n++) {
     sender.ch.trigger('client-seq', { n });
-    await sleep(120);
+    await pace(120);
   }
-  await sleep(500);
   const httpWant = [...Array(200).keys()];
   const clientWant = [...Array(15).keys()];
+  await until(() => subs.every((s) => s.got.http.length >= 200 && (s === sender || s.got.client.length >= 15)),
+    'every subscriber to get every event', { show: () => subs.map((s) => [s.got.http.length, s.got.client.length]) });
   for (const s of subs) {
     assert.deepStrictEqual(s.got.http, httpWant, `core ${s.core}: HTTP events complete and in order`);
     assert.deepStrictEqual(s.got.client, s === sender ? [] : clientWant, `core ${s.core}: client events in order`);

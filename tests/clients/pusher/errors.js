@@ -1,7 +1,7 @@
 // Connection-level errors as pusher-js and a raw WebSocket see them. MODE selects the case.
 'use strict';
 const path = require('path');
-const { client, connected, once, run, assert, PORT } = require('./lib');
+const { client, server, connected, subscribed, once, pace, run, assert, PORT } = require('./lib');
 const WebSocket = require(path.join(__dirname, '../../../.testenv/node/node_modules/ws'));
 
 function rawEvents(url) {
@@ -50,11 +50,25 @@ run(async () => {
     assert.strictEqual(r.seen[r.seen.length - 1].data.code, 4201);
     assert.strictEqual(code, 4201);
   } else if (mode === 'alive') {
-    // pusher-js answers the server's pings: still connected after several activity timeouts.
+    // pusher-js answers the server's pings (--activity-timeout 1 --pong-timeout 1): an unanswered
+    // ping closes the connection within the pong timeout, so a third ping on the same connection
+    // shows that the first two were answered. Events every 300 ms keep pusher-js from pinging
+    // first (it pings after a second without input), so the pings come from the server.
     const p = client();
-    await connected(p);
-    await new Promise((r) => setTimeout(r, 5000));
-    assert.strictEqual(p.connection.state, 'connected');
+    const socketId = await connected(p);
+    assert.ok((await subscribed(p, 'beat')).ok);
+    const states = [];
+    p.connection.bind('state_change', (s) => states.push(s.current));
+    let pings = 0;
+    p.connection.bind('message', (m) => { if (m.event === 'pusher:ping') pings++; });
+    const deadline = Date.now() + 15000;
+    while (pings < 3) {
+      assert.ok(Date.now() < deadline, `only ${pings} server pings in 15 s; states ${states}`);
+      await server.trigger('beat', 'tick', {});
+      await pace(300);
+    }
+    assert.deepStrictEqual(states, [], 'the connection never left "connected"');
+    assert.strictEqual(p.connection.socket_id, socketId);
     p.disconnect();
   } else {
     throw new Error('unknown MODE ' + mode);

@@ -4,7 +4,7 @@
 const path = require('path');
 const crypto = require('crypto');
 const http = require('http');
-const { client, server, connected, subscribed, run, assert, sleep, PusherServer, PORT } = require('./lib');
+const { client, server, connected, subscribed, until, run, assert, PusherServer, PORT } = require('./lib');
 
 async function json(resp) { return JSON.parse(await resp.text()); }
 
@@ -46,11 +46,12 @@ run(async () => {
   assert.ok((await subscribed(ann1, 'news')).ok);
   assert.ok((await subscribed(bob, 'news')).ok);
   assert.ok((await subscribed(bob, 'private-news')).ok);
-  await sleep(200);
 
-  // GET /channels
-  let r = await json(await server.get({ path: '/channels' }));
-  assert.deepStrictEqual(Object.keys(r.channels).sort(), ['news', 'presence-room', 'private-news']);
+  // GET /channels (every core answers; polled until each has seen its subscriptions)
+  const names = async () => Object.keys((await json(await server.get({ path: '/channels' }))).channels).sort();
+  await until(async () => JSON.stringify(await names()) === JSON.stringify(['news', 'presence-room', 'private-news']),
+    'the three occupied channels', { show: names });
+  let r;
   r = await json(await server.get({ path: '/channels', params: { filter_by_prefix: 'presence-', info: 'user_count' } }));
   assert.deepStrictEqual(r, { channels: { 'presence-room': { user_count: 2 } } });
   await expectStatus(server.get({ path: '/channels', params: { info: 'user_count' } }), 400);
@@ -94,11 +95,12 @@ run(async () => {
   const signedIn = client({ signinAs: { id: 'term-me' } });
   await connected(signedIn);
   signedIn.signin();
-  await sleep(300);
-  const closed = new Promise((resolve) => signedIn.connection.bind('disconnected', resolve));
+  await until(() => signedIn.user.user_data, 'pusher:signin_success');
+  let closed = false;
+  signedIn.connection.bind('disconnected', () => { closed = true; });
   r = await json(await server.terminateUserConnections('term-me'));
   assert.deepStrictEqual(r, {});
-  await Promise.race([closed, sleep(3000).then(() => { throw new Error('not terminated'); })]);
+  await until(() => closed, 'the signed-in connection to be terminated', { ms: 3000 });
   assert.strictEqual(ann1.connection.state, 'connected');
 
   // Refusals.

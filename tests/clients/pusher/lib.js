@@ -47,6 +47,9 @@ function timeout(ms, what) {
   return new Promise((_, reject) => setTimeout(() => reject(new Error('timed out waiting for ' + what)), ms));
 }
 
+// Resolves as `promise` does, or fails naming `what` after `ms`.
+const within = (promise, ms, what) => Promise.race([promise, timeout(ms, what)]);
+
 // Resolves with the first emission of `event` on a pusher-js emitter (channel, connection, user).
 function once(emitter, event, ms = 5000) {
   return Promise.race([new Promise((resolve) => {
@@ -72,11 +75,51 @@ async function subscribed(p, name) {
 // The core a socket lives on: socket ids are `node*1000+core . connection`.
 function shardOf(socketId) { return Number(socketId.split('.')[0]) % 1000; }
 
+// A connected client on core `core` (the kernel spreads connections over the cores' listeners).
+async function clientOnCore(core, opts = {}) {
+  for (let i = 0; i < 40; i++) {
+    const p = client(opts);
+    if (shardOf(await connected(p)) === core) return p;
+    p.disconnect();
+  }
+  throw new Error(`no connection landed on core ${core} in 40 tries`);
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Polls `pred` (sync or async) every 20 ms until it returns a truthy value, and returns that;
+// after `ms` it fails naming `what`, with `show()` describing the state last seen.
+async function until(pred, what, { ms = 10000, show } = {}) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await pred();
+    if (v) return v;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${show ? '; seen: ' + JSON.stringify(await show()) : ''}`);
+    }
+    await sleep(20);
+  }
+}
+
+// The only fixed waits the scenarios use, named for what they are:
+// - absenceWindow: after the state was reached (never to reach it), the time anything that must
+//   NOT happen (a duplicate, an echo, a late event) would have needed to show up.
+// - pace: spacing a client's own messages (the client-event rate limit).
+const absenceWindow = (ms) => sleep(ms);
+const pace = (ms) => sleep(ms);
+
+// The connection-wide subscription count of `channel` (0 when unoccupied), over the HTTP API.
+async function subscriptionCount(channel) {
+  const r = JSON.parse(await (await server.get({ path: '/channels/' + channel, params: { info: 'subscription_count' } })).text());
+  return r.subscription_count || 0;
+}
 
 function run(main) {
   main().then(() => { console.log('ok'); process.exit(0); }, (e) => { console.error(e && e.stack || e); process.exit(1); });
   setTimeout(() => { console.error('scenario timed out'); process.exit(1); }, Number(process.env.SCENARIO_TIMEOUT_MS || 60000)).unref();
 }
 
-module.exports = { Pusher, PusherServer, server, client, once, connected, subscribed, shardOf, sleep, run, assert, PORT, KEY, SECRET, APP_ID };
+module.exports = {
+  Pusher, PusherServer, server, client, once, within, connected, subscribed, shardOf, clientOnCore, until, absenceWindow, pace, subscriptionCount,
+  run, assert, PORT, KEY, SECRET, APP_ID,
+};

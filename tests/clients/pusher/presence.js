@@ -1,7 +1,7 @@
 // Presence with pusher-js: several connections per user spread over both cores;
 // member_added on a user's first connection only, member_removed on its last only.
 'use strict';
-const { client, connected, subscribed, shardOf, once, run, assert, sleep } = require('./lib');
+const { client, connected, subscribed, shardOf, once, until, absenceWindow, subscriptionCount, run, assert } = require('./lib');
 
 const CHANNEL = 'presence-lobby';
 
@@ -44,17 +44,24 @@ run(async () => {
   }
   const b = await subscribed(bob, CHANNEL);
   assert.strictEqual(b.ok.count, 3);
-  await sleep(300);
+  // Each subscription above waited for the channel's owner core, which sends member events in
+  // the order it decides them: a member_added for a later connection of ann's would come
+  // before bob's.
+  await until(() => added.includes('bob'), "bob's member_added", { show: () => added });
   assert.deepStrictEqual(added, ['ann', 'bob'], 'one member_added per user');
 
   // Ann's connections leave one by one: member_removed only after the last.
+  let connections = 1 + ann.length + 1;
   for (const p of ann.slice(0, -1)) {
     p.disconnect();
-    await sleep(200);
+    connections -= 1;
+    await until(async () => (await subscriptionCount(CHANNEL)) === connections, 'the connection to be gone');
+    // Absence: the owner core decides on the leave as soon as the leaving core tells it.
+    await absenceWindow(200);
     assert.deepStrictEqual(removed, [], 'ann still has a connection');
   }
   ann[ann.length - 1].unsubscribe(CHANNEL);
-  await sleep(300);
+  await until(() => removed.includes('ann'), "ann's member_removed", { show: () => removed });
   assert.deepStrictEqual(removed, ['ann'], 'member_removed when the last connection leaves');
   assert.strictEqual(w.ch.members.count, 2);
   bob.disconnect();

@@ -2,7 +2,7 @@
 // occupancy once for the whole server, presence members, client events, cache misses.
 'use strict';
 const http = require('http');
-const { client, server, connected, subscribed, run, assert, sleep } = require('./lib');
+const { client, server, connected, subscribed, until, absenceWindow, run, assert } = require('./lib');
 
 const HOOK_PORT = Number(process.env.HOOK_PORT);
 const events = [];
@@ -17,10 +17,7 @@ http.createServer((req, res) => {
   });
 }).listen(HOOK_PORT, '127.0.0.1');
 
-async function waitFor(pred, what) {
-  for (let i = 0; i < 100; i++) { if (pred()) return; await sleep(50); }
-  throw new Error(`no webhook ${what}; got ${JSON.stringify(events)}`);
-}
+const waitFor = (pred, what) => until(pred, `webhook ${what}`, { ms: 5000, show: () => events });
 const has = (name, channel, extra = {}) => events.some((e) => e.name === name && e.channel === channel
   && Object.entries(extra).every(([k, v]) => JSON.stringify(e[k]) === JSON.stringify(v)));
 
@@ -53,7 +50,8 @@ run(async () => {
   await waitFor(() => has('member_removed', 'presence-hooks', { user_id: 'bob' }), 'member_removed');
   subs.forEach((p) => p.disconnect());
   await waitFor(() => has('channel_vacated', 'private-hooks'), 'channel_vacated');
-  await sleep(300);
+  // Absence: a second occupied/vacated pair (another core's view) would follow within a batch.
+  await absenceWindow(300);
   assert.strictEqual(events.filter((e) => e.name === 'channel_occupied' && e.channel === 'private-hooks').length, 1);
   assert.strictEqual(events.filter((e) => e.name === 'channel_vacated' && e.channel === 'private-hooks').length, 1);
   assert.deepStrictEqual(invalid, [], 'every webhook passes isValid()');
