@@ -265,7 +265,7 @@ impl Config {
                     .into(),
             ));
         }
-        cfg.apps[0].webhooks.extend(cli.webhook_url.iter().cloned());
+        cfg.apps[0].webhooks.extend(cli.webhook_url.iter().map(crate::pusher::hook_targets::Webhook::url));
         cfg.validate()?;
         Ok(cfg)
     }
