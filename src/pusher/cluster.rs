@@ -34,8 +34,21 @@ impl Pusher {
             }
             ClusterIn::Answered { id, rows } => self.cluster_answered(e, id, rows),
             ClusterIn::Resync => self.resync(e),
+            ClusterIn::BusUp => self.bus_up(e),
             ClusterIn::UserOnline { app, user, online, seq } => self.learn_online(e, app, &user, online, seq),
             ClusterIn::UserStatus { app, users, answer } => self.learn_status(e, app, &users, answer),
+        }
+    }
+
+    /// The bridge (re)subscribed to the bus: what was published while it was not subscribed
+    /// is lost, so ask again about watched users and report live counts again.
+    fn bus_up(&mut self, e: &Net) {
+        let mut out = self.reask_watched(e.shard());
+        out.extend(self.recount());
+        for msg in out {
+            if self.cluster_send(msg).is_err() {
+                self.stats.cluster_dropped += 1;
+            }
         }
     }
 
@@ -56,8 +69,9 @@ impl Pusher {
                 }
             }
         }
+        out.extend(self.reregister_users(e.shard()));
+        out.extend(self.reask_watched(e.shard()));
         out.extend(self.recount());
-        out.extend(self.rewatch(e.shard()));
         for msg in out {
             if self.cluster_send(msg).is_err() {
                 self.stats.cluster_dropped += 1;

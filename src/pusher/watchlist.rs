@@ -398,22 +398,29 @@ impl Pusher {
     }
 
     /// After Redis came back: register this node's signed-in users again (first-node changes
-    /// are published, so other nodes learn who is online) and ask again about watched users.
-    pub(crate) fn rewatch(&mut self, shard: CoreId) -> Vec<ClusterOut> {
+    /// are published, so other nodes learn who is online).
+    pub(crate) fn reregister_users(&self, shard: CoreId) -> Vec<ClusterOut> {
         let mut out = Vec::new();
         for app in self.apps.indexes() {
-            let mut ask = Vec::new();
             for (user, w) in &self.watched[app.index()] {
                 if !w.sockets.is_empty() {
                     out.push(ClusterOut::UserOnline { shard, app, user: user.clone(), online: true });
                 }
-                if !w.watchers.is_empty() && !w.asking {
-                    ask.push(user.clone());
-                }
             }
-            for user in &ask {
-                if let Some(w) = self.watched[app.index()].get_mut(&**user) {
+        }
+        out
+    }
+
+    /// The bus may have missed changes (Redis restarted, or the subscription was re-made): ask
+    /// the cluster again about every watched user; newer answers win as always.
+    pub(crate) fn reask_watched(&mut self, shard: CoreId) -> Vec<ClusterOut> {
+        let mut out = Vec::new();
+        for app in self.apps.indexes() {
+            let mut ask = Vec::new();
+            for (user, w) in self.watched[app.index()].iter_mut() {
+                if !w.watchers.is_empty() && !w.asking {
                     w.asking = true;
+                    ask.push(user.clone());
                 }
             }
             if !ask.is_empty() {

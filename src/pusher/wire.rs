@@ -231,6 +231,9 @@ pub(crate) enum ClusterIn {
     },
     /// Redis is back: send this core's presence and occupancy again (`Rejoin`, `Reoccupy`).
     Resync,
+    /// The bridge (re)subscribed to the bus: ask again what bus messages may have said
+    /// meanwhile (watched users, live counts).
+    BusUp,
     /// To a user's owner core: the user is online or offline in the cluster, as of cluster
     /// sequence `seq` (None: Redis is unreachable and this node's view stands).
     UserOnline {

@@ -41,6 +41,8 @@ pub(super) async fn subscriber(b: Shared) {
             }
         };
         backoff = Duration::from_millis(100);
+        // What was published before this subscription is lost to this node.
+        b.borrow_mut().send_all(|| ClusterIn::BusUp);
         let mut messages = ps.on_message();
         while let Some(msg) = messages.next().await {
             let Ok(bus) = serde_json::from_slice::<Bus>(msg.get_payload_bytes()) else { continue };
