@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -23,7 +23,7 @@ fn config(name: &str, extra: &str) -> PathBuf {
     path
 }
 
-fn start(cfg: &PathBuf) -> Server {
+fn start(cfg: &Path) -> Server {
     Server::start(&["--config", cfg.to_str().unwrap(), "--cores", "2"])
 }
 

@@ -12,8 +12,8 @@
 //! - `P:nodes`        set of node ids.
 //! - `P:u:A:nodes`    hash user → number of nodes where the user is signed in (watchlists).
 //! - `P:u:A:on`       set of "user|node" pairs.
-//! - `P:u:A:seq`      the app's last online/offline sequence number (grows with Redis's clock,
-//!                    so it keeps growing across a Redis restart).
+//! - `P:u:A:seq`      the app's last online/offline sequence number (it grows with Redis's
+//!   clock, so it keeps growing across a Redis restart).
 //! - `P:node:N:u`     set of "A|user" signed in on N.
 //! - `P:sc:A:C`       hash node → subscriptions of C on that node (live subscription counts).
 //! - `P:node:N:sc`    set of "A|C" N has counted subscriptions of.
