@@ -468,4 +468,27 @@ mod tests {
         }
         h.finish();
     }
+
+    #[test]
+    fn a_watchlist_script_really_watches() {
+        let mut h = Harness::new();
+        h.open(0, UPGRADE.as_bytes());
+        h.open(1, UPGRADE.as_bytes());
+        // Client 0 signs in as u1 watching u2; client 1 as u2 without a watchlist.
+        for script in [[0u8, 0, 0], [1, 4, 1]] {
+            let mut input = Input(&script);
+            h.signin(&mut input);
+            h.pump();
+            h.check();
+        }
+        let entries: usize = h.cores.iter().map(|c| c.s.watched.iter().map(|m| m.len()).sum::<usize>()).sum();
+        let watchers: usize = h
+            .cores
+            .iter()
+            .flat_map(|c| c.s.watched.iter().flat_map(|m| m.values()))
+            .map(|w| w.watchers.len())
+            .sum();
+        assert_eq!((entries, watchers), (2, 1), "u1 and u2 online, u2 watched by u1");
+        h.finish();
+    }
 }

@@ -155,8 +155,8 @@ pub(crate) struct Pusher {
     pub(crate) watchlists: FxMap<u32, Box<[Box<str>]>>,
     /// Connections whose watchlist's initial state is being gathered: slab index → so far.
     pub(crate) watch_init: FxMap<u32, watchlist::WatchInit>,
-    /// On owner cores: watch requests waiting for the cluster.
-    pub(crate) watch_waits: Vec<watchlist::WatchWait>,
+    /// On owner cores: watch requests waiting for the cluster, by watcher.
+    pub(crate) watch_waits: FxMap<SocketRef, watchlist::WatchWait>,
     /// Connections that must authorize by a deadline (authorized connections).
     pub(crate) deadlines: authorized::Deadlines,
     /// This core's Pusher counters.
@@ -195,7 +195,7 @@ impl Pusher {
             watched: (0..n).map(|_| HashMap::default()).collect(),
             watchlists: HashMap::default(),
             watch_init: HashMap::default(),
-            watch_waits: Vec::new(),
+            watch_waits: HashMap::default(),
             deadlines: authorized::Deadlines::default(),
             stats: Stats::default(),
             webhooks: None,

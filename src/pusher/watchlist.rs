@@ -17,9 +17,10 @@
 //! sends the initial state as one event. Changes that reach the watcher's core before that are
 //! folded into it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
+use rustc_hash::FxBuildHasher;
 
 use super::apps::AppIdx;
 use super::messages;
@@ -30,15 +31,19 @@ use super::{Net, Pusher, QUESTION_TIMEOUT, user_owner};
 use crate::core::conn::ConnKey;
 use crate::core::io::CoreId;
 
+type Sockets = HashSet<SocketRef, FxBuildHasher>;
+
 /// A user's online state and watchers on the user's owner core.
 #[derive(Debug, Default)]
 pub(crate) struct Watched {
     /// This node's connections signed in as the user (any core).
-    pub(crate) sockets: Vec<SocketRef>,
+    pub(crate) sockets: Sockets,
     /// This node's connections watching the user that were told its state.
-    pub(crate) watchers: Vec<SocketRef>,
-    /// Watch requests naming the user that wait for the cluster's answer.
+    pub(crate) watchers: Sockets,
+    /// Watch requests naming the user that are not answered yet (they keep the entry).
     pub(crate) pending: u32,
+    /// Of those, the ones waiting for the cluster's answer about this user (by watcher).
+    pub(crate) waits: Vec<SocketRef>,
     /// Online anywhere (in the cluster).
     pub(crate) online: bool,
     /// Cluster order of `online` (0: decided on this node).
@@ -65,12 +70,14 @@ pub(crate) struct WatchInit {
     pub(crate) offline: Vec<Box<str>>,
 }
 
-/// On an owner core: a watch request waiting for the cluster's answer about some of its users.
+/// On an owner core: a watch request waiting for the cluster's answer about some of its users
+/// (kept by watcher: a watcher sends each owner core one request).
 #[derive(Debug)]
 pub(crate) struct WatchWait {
     pub(crate) app: AppIdx,
-    pub(crate) watcher: SocketRef,
     pub(crate) users: Vec<Box<str>>,
+    /// Users whose state is not known yet.
+    pub(crate) missing: usize,
     /// Core second after which unknown users are taken as this node sees them.
     pub(crate) deadline: u32,
 }
@@ -212,10 +219,7 @@ impl Pusher {
         let clustered = self.cluster.is_some();
         let w = self.entry(app, user);
         let first_here = w.sockets.is_empty();
-        if !w.sockets.contains(&from) {
-            w.sockets.push(from);
-        }
-        if !first_here {
+        if !w.sockets.insert(from) || !first_here {
             return;
         }
         if clustered {
@@ -231,9 +235,7 @@ impl Pusher {
     pub(crate) fn online_remove(&mut self, e: &mut Net, app: AppIdx, user: &str, from: SocketRef) {
         let shard = e.shard();
         let Some(w) = self.watched[app.index()].get_mut(user) else { return };
-        let before = w.sockets.len();
-        w.sockets.retain(|s| *s != from);
-        if w.sockets.len() == before || !w.sockets.is_empty() {
+        if !w.sockets.remove(&from) || !w.sockets.is_empty() {
             return;
         }
         let msg = ClusterOut::UserOnline { shard, app, user: user.into(), online: false };
@@ -278,14 +280,30 @@ impl Pusher {
         for (i, user) in users.iter().enumerate() {
             let Some(w) = self.watched[app.index()].get_mut(&**user) else { continue };
             w.asking = false;
-            w.known = true;
             let (online, seq) = match &answer {
                 Some((seq, online)) => (online.get(i).copied().unwrap_or(false), Some(*seq)),
                 None => (!w.sockets.is_empty(), None),
             };
             self.learn_online(e, app, user, online, seq);
+            self.known(e, app, user);
         }
-        self.answer_watches(e, false);
+    }
+
+    /// The user's state is known now: answer the watch requests that waited only for it.
+    fn known(&mut self, e: &mut Net, app: AppIdx, user: &str) {
+        let Some(w) = self.watched[app.index()].get_mut(user) else { return };
+        if w.known {
+            return;
+        }
+        w.known = true;
+        for watcher in std::mem::take(&mut w.waits) {
+            let Some(wait) = self.watch_waits.get_mut(&watcher) else { continue };
+            wait.missing = wait.missing.saturating_sub(1);
+            if wait.missing == 0 {
+                let wait = self.watch_waits.remove(&watcher).expect("present");
+                self.answer_watch(e, watcher, wait.app, wait.users);
+            }
+        }
     }
 
     /// On the owner core: `watcher` follows `users` (owned here).
@@ -294,70 +312,52 @@ impl Pusher {
         for u in &users {
             let w = self.entry(app, u);
             w.pending += 1;
-            if !w.known && !w.asking {
-                w.asking = true;
-                ask.push(u.clone());
+            if !w.known {
+                w.waits.push(watcher);
+                if !w.asking {
+                    w.asking = true;
+                    ask.push(u.clone());
+                }
             }
         }
+        let table = &self.watched[app.index()];
+        let missing = users.iter().filter(|u| table.get(&***u).is_some_and(|w| !w.known)).count();
+        if missing == 0 {
+            return self.answer_watch(e, watcher, app, users);
+        }
         let deadline = e.now().saturating_add(QUESTION_TIMEOUT);
-        self.watch_waits.push(WatchWait { app, watcher, users, deadline });
+        self.watch_waits.insert(watcher, WatchWait { app, users, missing, deadline });
         if !ask.is_empty() {
             let msg = ClusterOut::UserStatus { shard: e.shard(), app, users: ask };
             if let Err(ClusterOut::UserStatus { users, .. }) = self.cluster_send(msg) {
                 self.learn_status(e, app, &users, None);
-                return;
             }
         }
-        self.answer_watches(e, false);
     }
 
-    /// Answers the watch requests whose users are all known (with `expire`, also those past
-    /// their deadline, taking unknown users as this node sees them).
-    pub(crate) fn answer_watches(&mut self, e: &mut Net, expire: bool) {
-        let now = e.now();
-        let mut ready = Vec::new();
-        let mut i = 0;
-        while i < self.watch_waits.len() {
-            let wait = &self.watch_waits[i];
-            let table = &self.watched[wait.app.index()];
-            let all_known = wait.users.iter().all(|u| table.get(u).is_none_or(|w| w.known));
-            if all_known || (expire && wait.deadline <= now) {
-                ready.push(self.watch_waits.swap_remove(i));
-            } else {
-                i += 1;
-            }
+    /// Tells `watcher` the state of `users` and adds it to their watchers.
+    fn answer_watch(&mut self, e: &mut Net, watcher: SocketRef, app: AppIdx, users: Vec<Box<str>>) {
+        let (mut online, mut offline) = (Vec::new(), Vec::new());
+        for u in users {
+            let w = self.entry(app, &u);
+            w.pending = w.pending.saturating_sub(1);
+            w.watchers.insert(watcher);
+            if w.online { &mut online } else { &mut offline }.push(u);
         }
-        for wait in ready {
-            let (mut online, mut offline) = (Vec::new(), Vec::new());
-            for u in wait.users {
-                let w = self.entry(wait.app, &u);
-                if !w.known {
-                    w.known = true;
-                    w.asking = false;
-                    w.online = !w.sockets.is_empty();
-                }
-                w.pending = w.pending.saturating_sub(1);
-                w.watchers.push(wait.watcher);
-                if w.online { &mut online } else { &mut offline }.push(u);
-            }
-            let msg = PeerMsg::Watching { to: wait.watcher.key, online, offline };
-            self.reply_to(e, wait.watcher, msg);
-        }
+        let msg = PeerMsg::Watching { to: watcher.key, online, offline };
+        self.reply_to(e, watcher, msg);
     }
 
     /// On the owner core: `watcher` went; forget it (and its request, if still waiting).
     pub(crate) fn unwatch(&mut self, app: AppIdx, watcher: SocketRef, users: &[Box<str>]) {
-        if let Some(pos) = self.watch_waits.iter().position(|w| w.watcher == watcher && w.app == app) {
-            let wait = self.watch_waits.swap_remove(pos);
-            for u in &wait.users {
-                if let Some(w) = self.watched[app.index()].get_mut(&**u) {
-                    w.pending = w.pending.saturating_sub(1);
-                }
-            }
-        }
+        let waiting = self.watch_waits.remove(&watcher).is_some();
         for u in users {
             if let Some(w) = self.watched[app.index()].get_mut(&**u) {
-                w.watchers.retain(|s| *s != watcher);
+                if waiting {
+                    w.pending = w.pending.saturating_sub(1);
+                    w.waits.retain(|s| *s != watcher);
+                }
+                w.watchers.remove(&watcher);
             }
             self.forget_if_unused(app, u);
         }
@@ -389,11 +389,31 @@ impl Pusher {
         }
     }
 
-    /// Second by second: watch requests the cluster did not answer in time are answered with
-    /// this node's view.
+    /// Second by second: users the cluster did not answer about in time are taken as this node
+    /// sees them (which answers the watch requests waiting for them).
     pub(crate) fn expire_watches(&mut self, e: &mut Net) {
-        if !self.watch_waits.is_empty() {
-            self.answer_watches(e, true);
+        if self.watch_waits.is_empty() {
+            return;
+        }
+        let now = e.now();
+        let late: Vec<(AppIdx, Vec<Box<str>>)> = self
+            .watch_waits
+            .values()
+            .filter(|w| w.deadline <= now)
+            .map(|w| (w.app, w.users.clone()))
+            .collect();
+        for (app, users) in late {
+            for user in users {
+                let Some(w) = self.watched[app.index()].get_mut(&*user) else { continue };
+                if w.known {
+                    continue;
+                }
+                self.stats.questions_expired += 1;
+                w.asking = false;
+                let online = !w.sockets.is_empty();
+                self.learn_online(e, app, &user, online, None);
+                self.known(e, app, &user);
+            }
         }
     }
 
