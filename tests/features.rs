@@ -1,7 +1,8 @@
 //! The Pusher features users ask soketi, Reverb and sockudo for, with unmodified pusher-js 8
 //! and the official Node server SDK against the real binary (one node; tests/cluster.rs covers
 //! several): watchlist events, authorized connections, live subscription counts, origin checks
-//! and webhook filters with headers. Scenarios live in tests/clients/features.
+//! and webhook filters with headers (also checked by the PyPI SDK). Scenarios live in
+//! tests/clients/features and tests/clients/python_webhook_filters.py.
 
 mod common;
 
@@ -80,6 +81,33 @@ fn webhook_receivers_get_only_their_events_signed_with_their_headers() {
     );
     let cfg = config("webhooks", &extra);
     scenario(&start(&cfg), "webhook_filters.js", &[("HOOK_PORT", &hook.to_string())]);
+}
+
+#[test]
+fn webhook_filters_and_headers_with_the_official_python_sdk() {
+    let hook = free_port();
+    let extra = format!(
+        "webhooks = [\n  \"http://127.0.0.1:{hook}/all\",\n  \
+         {{ url = \"http://127.0.0.1:{hook}/members\", event_types = [\"member_added\", \"member_removed\"], \
+         headers = {{ X-Receiver-Token = \"s3cret\" }} }},\n  \
+         {{ url = \"http://127.0.0.1:{hook}/beta\", filter = {{ channel_name_ends_with = \"-beta\" }} }},\n]"
+    );
+    let cfg = config("webhooks-py", &extra);
+    let server = start(&cfg);
+    let env = testenv();
+    let out = Command::new(env.join("py/bin/python"))
+        .arg(format!("{}/tests/clients/python_webhook_filters.py", env!("CARGO_MANIFEST_DIR")))
+        .arg(server.port.to_string())
+        .arg(hook.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python_webhook_filters.py: {}{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
 }
 
 /// The handshake refusal as a raw client sees it: `pusher:error` 4009, then close 4009.
