@@ -173,7 +173,6 @@ impl Pusher {
         let subs = &mut self.channels.get_mut(id).expect("interned").subscribers;
         subs.insert(key.idx);
         let now = subs.len();
-        self.subscribers_changed(e, app, &channel, now - 1, now);
         self.add_sub(e, key, id);
         e.send(key, messages::subscription_succeeded(&channel, "{}"));
         if class.needs_auth() {
@@ -182,6 +181,8 @@ impl Pusher {
         if class.cache {
             self.send_cached(e, key, app, &channel);
         }
+        // After the confirmation: a live count this causes must not reach the subscriber first.
+        self.subscribers_changed(e, app, &channel, now - 1, now);
     }
 
     /// Checks a subscription's signature (private, encrypted, presence) or sign-in

@@ -797,6 +797,15 @@ fn subscription_counts_reach_subscribers_at_most_once_per_interval() {
     assert_eq!(count_of(&cl.take(&a)), [3], "folded into one event");
     assert_eq!(count_of(&cl.take(&b)), [3], "on every core");
     assert_eq!(count_of(&cl.take(&d)), [3]);
+    // On a single core too, the confirmation comes before the count it causes.
+    let mut one = Cluster::new(1, |cfg| cfg.apps[0].subscription_count_events = true);
+    let solo = one.connect(0);
+    one.subscribe(&solo, "news", None);
+    let out = one.take(&solo);
+    assert_eq!(
+        events(&out),
+        ["pusher_internal:subscription_succeeded", "pusher_internal:subscription_count"]
+    );
     // Presence channels have no live counts.
     let p = cl.connect(0);
     cl.subscribe(&p, "presence-x", Some(r#"{"user_id":"p"}"#));
