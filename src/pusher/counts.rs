@@ -34,7 +34,11 @@ impl Pusher {
     pub(crate) fn count_changed(&mut self, e: &mut Net, app: AppIdx, channel: &str, node: u64) {
         let interval = self.app(app).subscription_count_interval;
         let now = e.now();
-        let st = self.counts[app.index()].entry(channel.into()).or_default();
+        let table = &mut self.counts[app.index()];
+        if !table.contains_key(channel) {
+            table.insert(channel.into(), CountState::default());
+        }
+        let st = table.get_mut(channel).expect("present");
         st.node = node;
         if st.due {
             return;

@@ -202,9 +202,11 @@ impl Pusher {
 
     fn entry(&mut self, app: AppIdx, user: &str) -> &mut Watched {
         let known = self.cluster.is_none();
-        self.watched[app.index()]
-            .entry(user.into())
-            .or_insert_with(|| Watched { known, ..Watched::default() })
+        let table = &mut self.watched[app.index()];
+        if !table.contains_key(user) {
+            table.insert(user.into(), Watched { known, ..Watched::default() });
+        }
+        table.get_mut(user).expect("present")
     }
 
     fn forget_if_unused(&mut self, app: AppIdx, user: &str) {
