@@ -186,3 +186,21 @@ fn deliver(target: &Webhook, key: &str, rx: Receiver<Batch>) {
         COUNTERS.queued.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receivers_select_events_by_name_and_channel_as_serialized() {
+        let mut t = Webhook::url("http://x/");
+        t.event_types = vec!["client_event".into()];
+        t.filter.channel_name_ends_with = Some("-b\"eta".into());
+        let ev =
+            serde_json::json!({"name": "client_event", "channel": "room-b\"eta", "data": {}}).to_string();
+        assert!(wanted(&t, &ev), "escaped names are read whole");
+        let other = serde_json::json!({"name": "member_added", "channel": "room-b\"eta"}).to_string();
+        assert!(!wanted(&t, &other));
+        assert!(!wanted(&t, "not json"));
+    }
+}
