@@ -282,7 +282,7 @@ impl Config {
                     .into(),
             ));
         }
-        cfg.apps[0].webhooks.extend(cli.webhook_url.iter().cloned());
+        cfg.apps[0].webhooks.extend(cli.webhook_url.iter().map(crate::pusher::hook_targets::Webhook::url));
         cfg.validate()?;
         Ok(cfg)
     }
@@ -456,6 +456,74 @@ mod tests {
         let dup = format!("{file}\n[[apps]]\nid = \"42\"\nkey = \"k2\"\nsecret = \"s\"\n");
         let cfg = Config::from_toml(&dup).unwrap();
         assert!(cfg.validate().unwrap_err().0.contains("appears twice"));
+    }
+
+    #[test]
+    fn feature_keys_and_webhook_tables_round_trip_through_print_config() {
+        let file = r#"
+            [[apps]]
+            id = "1"
+            key = "k"
+            secret = "s"
+            user_authentication = true
+            watchlist_events = true
+            max_watchlist_size = 50
+            authorized_connections_timeout = 30
+            subscription_count_events = true
+            subscription_count_interval = 2
+            allowed_origins = ["https://app.example.com", "*.example.com"]
+            webhooks = [
+                "http://127.0.0.1:8000/all",
+                { url = "http://127.0.0.1:8000/presence", event_types = ["member_added"], filter = { channel_name_starts_with = "presence-" }, headers = { Authorization = "Bearer t" } },
+            ]
+
+            [[apps]]
+            id = "2"
+            key = "k2"
+            secret = "s"
+
+            [[apps.webhooks]]
+            url = "http://127.0.0.1:8000/beta"
+            filters = { channel_name_ends_with = "-beta" }
+        "#;
+        let cfg = Config::from_toml(file).unwrap();
+        cfg.validate().unwrap();
+        let app = &cfg.apps[0];
+        assert_eq!((app.max_watchlist_size, app.authorized_connections_timeout), (50, 30));
+        assert_eq!(app.webhooks.len(), 2);
+        assert!(!app.webhooks[0].selective());
+        assert_eq!(app.webhooks[1].event_types, ["member_added"]);
+        assert_eq!(app.webhooks[1].headers["Authorization"], "Bearer t");
+        let beta = &cfg.apps[1].webhooks[0];
+        assert_eq!(beta.filter.channel_name_ends_with.as_deref(), Some("-beta"), "soketi's alias");
+        let printed = cfg.to_toml();
+        assert_eq!(Config::from_toml(&printed).unwrap(), cfg, "{printed}");
+        let defaults = Config::from_toml("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n").unwrap();
+        let a = &defaults.apps[0];
+        assert!(!a.watchlist_events && !a.subscription_count_events && a.allowed_origins.is_empty());
+        assert_eq!(
+            (a.max_watchlist_size, a.authorized_connections_timeout, a.subscription_count_interval),
+            (100, 0, 1)
+        );
+    }
+
+    #[test]
+    fn bad_feature_settings_are_one_line_errors_naming_the_key() {
+        let app = "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n";
+        for (extra, expect) in [
+            ("allowed_origins = [\"https://a.com/path\"]", "allowed_origins"),
+            ("webhooks = [{ url = \"http://x\", event_types = [\"joined\"] }]", "unknown event type"),
+            ("webhooks = [{ url = \"http://x\", headers = { X-Pusher-Key = \"k\" } }]", "set by corecast"),
+            ("max_watchlist_size = 0", "max_watchlist_size"),
+            ("subscription_count_interval = 0", "subscription_count_interval"),
+            ("authorized_connections_timeout = 7200", "authorized_connections_timeout"),
+        ] {
+            let cfg = Config::from_toml(&format!("{app}{extra}\n")).unwrap();
+            let e = cfg.validate().unwrap_err().0;
+            assert!(e.contains(expect) && !e.contains('\n'), "{extra}: {e}");
+        }
+        let e = Config::from_toml(&format!("{app}webhooks = [{{ uri = \"http://x\" }}]\n")).unwrap_err().0;
+        assert!(!e.contains('\n'), "{e}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The whole sans-I/O server under a fuzzer: two cores of the Pusher service driven through
 //! fake sockets by a script decoded from the input — raw bytes on connections (HTTP heads and
 //! bodies, upgrades, WebSocket frames), well-formed Pusher messages with valid or broken
-//! signatures (subscribe, presence with odd `channel_data`, sign-in, client events), signed
-//! HTTP API requests, closes, clock ticks and sockets that stop reading. After every step it
+//! signatures (subscribe, presence with odd `channel_data`, sign-in with watchlists, client
+//! events), signed HTTP API requests, closes, clock ticks and sockets that stop reading. After every step it
 //! checks that per-connection state is bounded and that the connection, channel, presence and
 //! quota tables agree; at the end, with every connection gone, that nothing is left.
 //!
@@ -120,13 +120,16 @@ impl Harness {
         let mut cfg = Config { cores: 2, echo: true, max_outbound_bytes: 8 * 1024, ..Config::default() };
         cfg.max_connections = 12;
         let mut app = App::development();
-        app.webhooks = vec!["http://127.0.0.1:9/hooks".into()];
+        app.webhooks = vec![crate::pusher::hook_targets::Webhook::url("http://127.0.0.1:9/hooks")];
         app.subscription_count_webhooks = true;
         app.max_presence_members = 3;
         app.max_channels_per_connection = 4;
         app.client_event_rate = 3;
         app.max_connections = 10;
         app.max_presence_member_bytes = 64;
+        app.subscription_count_events = true;
+        app.authorized_connections_timeout = 7;
+        app.max_watchlist_size = 3;
         cfg.apps.push(app);
         let cores = (0..2u16)
             .map(|s| {
@@ -294,7 +297,15 @@ impl Harness {
         let user = USERS[input.pick(USERS.len())];
         let Some(i) = self.pick_client(input) else { return };
         let Some(id) = self.clients[i].socket_id.clone() else { return };
-        let user_data = json!({"id": user, "watchlist": ["u2"]}).to_string();
+        // Watchlists of other users, of oneself, too long (refused), or not a list (refused).
+        let watchlist = match input.pick(5) {
+            0 => json!(["u2"]),
+            1 => json!([USERS[input.pick(USERS.len())], "u1", "u1"]),
+            2 => json!(["u1", "u2", "7", "x"]),
+            3 => json!("u2"),
+            _ => json!(null),
+        };
+        let user_data = json!({"id": user, "watchlist": watchlist}).to_string();
         let sig = auth::sign("app-secret", &[format!("{id}::user::{user_data}").as_bytes()]);
         let data = json!({"auth": format!("app-key:{sig}"), "user_data": user_data});
         let msg = json!({"event": "pusher:signin", "data": data}).to_string();
@@ -379,6 +390,7 @@ impl Harness {
             core.s.check_invariants(&core.e);
         }
         pusher::check_presence_owners(&self.cores);
+        pusher::check_watch_owners(&self.cores);
         // Connections the core removed are forgotten by the harness too.
         self.clients.retain(|c| self.cores[c.shard].e.conn(c.key).is_some());
         for c in &self.clients {
@@ -455,6 +467,29 @@ mod tests {
             let members: usize = h.cores.iter().map(|c| c.s.presence.member_count()).sum();
             assert_eq!(members, i + 1, "member {} joined", i + 1);
         }
+        h.finish();
+    }
+
+    #[test]
+    fn a_watchlist_script_really_watches() {
+        let mut h = Harness::new();
+        h.open(0, UPGRADE.as_bytes());
+        h.open(1, UPGRADE.as_bytes());
+        // Client 0 signs in as u1 watching u2; client 1 as u2 without a watchlist.
+        for script in [[0u8, 0, 0], [1, 4, 1]] {
+            let mut input = Input(&script);
+            h.signin(&mut input);
+            h.pump();
+            h.check();
+        }
+        let entries: usize = h.cores.iter().map(|c| c.s.watched.iter().map(|m| m.len()).sum::<usize>()).sum();
+        let watchers: usize = h
+            .cores
+            .iter()
+            .flat_map(|c| c.s.watched.iter().flat_map(|m| m.values()))
+            .map(|w| w.watchers.len())
+            .sum();
+        assert_eq!((entries, watchers), (2, 1), "u1 and u2 online, u2 watched by u1");
         h.finish();
     }
 }

@@ -117,7 +117,23 @@ pub(crate) fn render(reports: &[CoreReport], apps: &[App], process: &Process) ->
                 vec![("reason".into(), "draining".into())],
                 reports.iter().map(|r| r.engine.rejected_draining).sum(),
             ),
+            (vec![("reason".into(), "origin".into())], reports.iter().map(|r| r.pusher.origin_refused).sum()),
         ],
+    );
+    b.total(
+        "unauthorized_disconnects",
+        "Connections closed for not signing in (or subscribing to a private or presence channel) in time",
+        &reports,
+        |r| r.pusher.unauthorized_closed,
+    );
+    b.total("watchlist_events", "Watchlist online/offline frames queued for watchers", &reports, |r| {
+        r.pusher.watchlist_events
+    });
+    b.total(
+        "subscription_count_events",
+        "Live subscription_count events published (per channel and change)",
+        &reports,
+        |r| r.pusher.subscription_count_events,
     );
     b.total("handshakes", "WebSocket handshakes completed", &reports, |r| r.engine.ws_opened);
     b.total("handshake_timeouts", "Connections closed for not completing a request in time", &reports, |r| {

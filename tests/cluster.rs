@@ -199,3 +199,55 @@ fn node_without_redis_at_start_up_serves_locally_and_joins_later() {
     );
     let _ = redis.child.kill();
 }
+
+/// A config file for the feature tests: the development app with watchlist events and live
+/// subscription counts on.
+fn features_config() -> String {
+    let dir = std::env::temp_dir().join(format!("corecast-cluster-features-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("features.toml");
+    std::fs::write(
+        &path,
+        "[[apps]]\nid = \"1\"\nkey = \"app-key\"\nsecret = \"app-secret\"\nclient_events = true\n\
+         user_authentication = true\nwatchlist_events = true\nsubscription_count_events = true\n",
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn watchlist_online_status_is_cluster_wide() {
+    let redis = Redis::start();
+    let cfg = features_config();
+    let nodes = nodes(&redis, 3, &["--config", &cfg]);
+    scenario(&nodes, "watchlist.js", &[]);
+}
+
+#[test]
+fn live_subscription_counts_are_cluster_wide() {
+    let redis = Redis::start();
+    let cfg = features_config();
+    let nodes = nodes(&redis, 3, &["--config", &cfg]);
+    scenario(&nodes, "counts.js", &[]);
+}
+
+#[test]
+fn killed_node_users_go_offline_and_its_subscriptions_uncount_within_the_ttl() {
+    let redis = Redis::start();
+    let cfg = features_config();
+    let nodes = nodes(&redis, 2, &["--config", &cfg, "--node-ttl", "3"]);
+    let victim = nodes[1].child.id().to_string();
+    scenario(&nodes, "node_death_features.js", &[("VICTIM_PID", victim), ("TTL_MS", "3000".into())]);
+}
+
+#[test]
+fn watchlist_events_stay_right_after_redis_restarts() {
+    let redis = Redis::start();
+    let cfg = features_config();
+    let nodes = nodes(&redis, 2, &["--config", &cfg]);
+    scenario(
+        &nodes,
+        "redis_restart_watchlist.js",
+        &[("REDIS_PORT", redis.port.to_string()), ("REDIS_SERVER", redis_server())],
+    );
+}

@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
+use super::hook_targets::Webhook;
+use super::origins::Pattern;
+
 /// An app's index in the configured list (what connections, queries and rings carry).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct AppIdx(pub(crate) u16);
@@ -23,6 +26,8 @@ pub(crate) struct Apps {
     list: Vec<App>,
     by_key: HashMap<String, AppIdx, FxBuildHasher>,
     by_id: HashMap<String, AppIdx, FxBuildHasher>,
+    /// Per app: `allowed_origins`, parsed.
+    origins: Vec<Vec<Pattern>>,
 }
 
 impl Apps {
@@ -31,7 +36,17 @@ impl Apps {
         let idx = |i: usize| AppIdx(u16::try_from(i).expect("checked above"));
         let by_key = list.iter().enumerate().map(|(i, a)| (a.key.clone(), idx(i))).collect();
         let by_id = list.iter().enumerate().map(|(i, a)| (a.id.clone(), idx(i))).collect();
-        Apps { list, by_key, by_id }
+        // Validated with the configuration; an entry that does not parse matches nothing.
+        let origins = list
+            .iter()
+            .map(|a| a.allowed_origins.iter().filter_map(|p| Pattern::parse(p).ok()).collect())
+            .collect();
+        Apps { list, by_key, by_id, origins }
+    }
+
+    /// Whether a handshake with this `Origin` header may connect to `app`.
+    pub(crate) fn origin_allowed(&self, app: AppIdx, origin: Option<&str>) -> bool {
+        super::origins::allowed(&self.origins[app.index()], origin)
     }
 
     pub(crate) fn get(&self, app: AppIdx) -> &App {
@@ -75,9 +90,9 @@ pub struct App {
     /// Accept `pusher:signin` (user authentication) and `#server-to-user-` channels.
     #[serde(default)]
     pub user_authentication: bool,
-    /// Webhook URLs (POSTed by the webhook sender).
+    /// Webhook receivers: URL strings, or tables with `url`, `event_types`, `filter`, `headers`.
     #[serde(default)]
-    pub webhooks: Vec<String>,
+    pub webhooks: Vec<Webhook>,
     /// Most connections of this app across all cores; 0: unlimited (4004 when over).
     #[serde(default)]
     pub max_connections: u64,
@@ -105,6 +120,26 @@ pub struct App {
     /// Send `subscription_count` webhooks.
     #[serde(default)]
     pub subscription_count_webhooks: bool,
+    /// Send `pusher_internal:subscription_count` to subscribers of non-presence channels.
+    #[serde(default)]
+    pub subscription_count_events: bool,
+    /// Seconds between two `subscription_count` events of one channel (per node).
+    #[serde(default = "default_subscription_count_interval")]
+    pub subscription_count_interval: u32,
+    /// Send `pusher_internal:watchlist_events` to signed-in users about their `watchlist`.
+    #[serde(default)]
+    pub watchlist_events: bool,
+    /// Most user ids in one sign-in's `watchlist`.
+    #[serde(default = "default_max_watchlist_size")]
+    pub max_watchlist_size: usize,
+    /// Seconds a connection may stay without signing in or subscribing to a private or
+    /// presence channel before it is closed with 4009; 0: never.
+    #[serde(default)]
+    pub authorized_connections_timeout: u32,
+    /// Origins allowed to open WebSockets (`https://app.example.com`, `*.example.com`, `*`);
+    /// empty: any.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -128,6 +163,12 @@ fn default_max_channel_name_length() -> usize {
 fn default_client_event_rate() -> u8 {
     10
 }
+fn default_subscription_count_interval() -> u32 {
+    1
+}
+fn default_max_watchlist_size() -> usize {
+    100
+}
 
 impl App {
     /// The development app used when no app is configured.
@@ -149,7 +190,18 @@ impl App {
             client_event_rate: default_client_event_rate(),
             max_api_requests_per_second: 0,
             subscription_count_webhooks: false,
+            subscription_count_events: false,
+            subscription_count_interval: default_subscription_count_interval(),
+            watchlist_events: true,
+            max_watchlist_size: default_max_watchlist_size(),
+            authorized_connections_timeout: 0,
+            allowed_origins: Vec::new(),
         }
+    }
+
+    /// Whether any webhook receiver wants event `name` about `channel`.
+    pub(crate) fn wants_webhook(&self, name: &str, channel: Option<&str>) -> bool {
+        self.webhooks.iter().any(|w| w.wants(name, channel))
     }
 
     /// Checks the app's settings; the error says which and why.
@@ -166,10 +218,23 @@ impl App {
         if self.client_event_rate == 0 {
             return Err(format!("app {}: client_event_rate must be at least 1", self.id));
         }
-        for url in &self.webhooks {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!("app {}: webhook {url:?} must be an http:// or https:// URL", self.id));
-            }
+        for w in &self.webhooks {
+            w.validate().map_err(|e| format!("app {}: {e}", self.id))?;
+        }
+        if !(1..=3600).contains(&self.subscription_count_interval) {
+            return Err(format!("app {}: subscription_count_interval must be 1 to 3600 seconds", self.id));
+        }
+        if !(1..=10_000).contains(&self.max_watchlist_size) {
+            return Err(format!("app {}: max_watchlist_size must be 1 to 10000", self.id));
+        }
+        if self.authorized_connections_timeout > 3600 {
+            return Err(format!(
+                "app {}: authorized_connections_timeout must be at most 3600 seconds (0: off)",
+                self.id
+            ));
+        }
+        for p in &self.allowed_origins {
+            Pattern::parse(p).map_err(|e| format!("app {}: {e}", self.id))?;
         }
         Ok(())
     }

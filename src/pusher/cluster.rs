@@ -33,13 +33,29 @@ impl Pusher {
                 self.answer_node(e, from_node, id, app, filter, members)
             }
             ClusterIn::Answered { id, rows } => self.cluster_answered(e, id, rows),
-            ClusterIn::Resync => self.resync(),
+            ClusterIn::Resync => self.resync(e),
+            ClusterIn::BusUp => self.bus_up(e),
+            ClusterIn::UserOnline { app, user, online, seq } => self.learn_online(e, app, &user, online, seq),
+            ClusterIn::UserStatus { app, users, answer } => self.learn_status(e, app, &users, answer),
+        }
+    }
+
+    /// The bridge (re)subscribed to the bus: what was published while it was not subscribed
+    /// is lost, so ask again about watched users and report live counts again.
+    fn bus_up(&mut self, e: &Net) {
+        let mut out = self.reask_watched(e.shard());
+        out.extend(self.recount());
+        for msg in out {
+            if self.cluster_send(msg).is_err() {
+                self.stats.cluster_dropped += 1;
+            }
         }
     }
 
     /// Redis is back (or was restarted): register this core's presence owners' members and the
-    /// channels it counts as occupied again, without announcing anything.
-    fn resync(&mut self) {
+    /// channels it counts as occupied again, without announcing anything; report live counts
+    /// and signed-in users again.
+    fn resync(&mut self, e: &Net) {
         let mut out = Vec::new();
         for app in self.apps.indexes() {
             for (channel, ch) in self.presence.channels_of(app) {
@@ -53,6 +69,9 @@ impl Pusher {
                 }
             }
         }
+        out.extend(self.reregister_users(e.shard()));
+        out.extend(self.reask_watched(e.shard()));
+        out.extend(self.recount());
         for msg in out {
             if self.cluster_send(msg).is_err() {
                 self.stats.cluster_dropped += 1;

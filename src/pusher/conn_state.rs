@@ -13,6 +13,9 @@ pub(crate) mod flag {
     pub(crate) const SIGNED_IN: u8 = 1 << 1;
     /// Has subscriptions in `Pusher::more_subs`.
     pub(crate) const MORE_SUBS: u8 = 1 << 2;
+    /// Signed in, or subscribed to a channel that needed the app's signature (authorized
+    /// connections).
+    pub(crate) const AUTHORIZED: u8 = 1 << 3;
 }
 
 /// Per-connection Pusher state. 12 bytes: the first subscription 4, the app 2, the client-event

@@ -1,7 +1,8 @@
 //! Where webhook events are born. Occupancy is counted on each channel's owner core: a core
 //! tells the owner how many local subscribers it has whenever that changes between zero and
-//! non-zero (or on every change when `subscription_count` webhooks are on), and the owner fires
-//! `channel_occupied` / `channel_vacated` once for the whole server.
+//! non-zero (or on every change when `subscription_count` webhooks or events are on), and the
+//! owner fires `channel_occupied` / `channel_vacated` once for the whole server and hands count
+//! changes to the live counts (`counts`).
 
 use serde_json::json;
 
@@ -13,9 +14,11 @@ use super::{Net, Pusher, owner_of};
 use crate::core::io::CoreId;
 
 impl Pusher {
-    /// Queues a webhook event for `app`, if it has webhooks. Never waits: a full ring drops it.
+    /// Queues a webhook event for `app`, if one of its receivers wants it. Never waits: a full
+    /// ring drops it.
     pub(crate) fn webhook(&mut self, app: AppIdx, event: serde_json::Value) {
-        if self.app(app).webhooks.is_empty() {
+        let name = event["name"].as_str().unwrap_or_default();
+        if !self.app(app).wants_webhook(name, event["channel"].as_str()) {
             return;
         }
         let Some(outlet) = self.webhooks.as_mut() else { return };
@@ -34,11 +37,14 @@ impl Pusher {
         now: usize,
     ) {
         let a = self.app(app);
-        if a.webhooks.is_empty() || names::classify(channel).kind == Kind::User {
+        let kind = names::classify(channel).kind;
+        if kind == Kind::User {
             return;
         }
-        let counts = a.subscription_count_webhooks && names::classify(channel).kind != Kind::Presence;
-        if !counts && (was == 0) == (now == 0) {
+        let hooks = !a.webhooks.is_empty();
+        let counts = kind != Kind::Presence
+            && ((hooks && a.subscription_count_webhooks) || a.subscription_count_events);
+        if !counts && (!hooks || (was == 0) == (now == 0)) {
             return;
         }
         let owner = owner_of(app, channel, e.settings().cores);
@@ -60,7 +66,8 @@ impl Pusher {
         if after == 0 {
             self.occupancy[app.index()].remove(channel);
         }
-        if (before == 0) != (after == 0) {
+        let a = self.app(app);
+        if (before == 0) != (after == 0) && !a.webhooks.is_empty() {
             let occupied = after > 0;
             // With a cluster, Redis says whether this is the first (last) node.
             let msg = ClusterOut::Occupied { shard: e.shard(), app, channel: channel.into(), occupied };
@@ -69,14 +76,19 @@ impl Pusher {
                 self.webhook(app, json!({"name": name, "channel": channel}));
             }
         }
-        if before != after
-            && self.app(app).subscription_count_webhooks
-            && names::classify(channel).kind != Kind::Presence
-        {
+        let a = self.app(app);
+        if before == after || names::classify(channel).kind == Kind::Presence {
+            return;
+        }
+        let live = a.subscription_count_events;
+        if a.subscription_count_webhooks {
             self.webhook(
                 app,
                 json!({"name": "subscription_count", "channel": channel, "subscription_count": after}),
             );
+        }
+        if live {
+            self.count_changed(e, app, channel, after);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The Pusher layer's consistency rules, checked by the fuzzers and tests: channels,
-//! subscriptions, memberships, sign-ins and counts agree with the connections, presence owners
-//! agree with the joiners' cores, and a server with no connections keeps nothing.
+//! subscriptions, memberships, sign-ins, watchlists and counts agree with the connections,
+//! presence and watchlist owners agree with the connections' cores, and a server with no
+//! connections keeps nothing.
 
 use super::conn_state::flag;
 use super::{Net, Pusher};
@@ -63,6 +64,22 @@ impl Pusher {
         }
         let listed: usize = self.users.iter().flat_map(|m| m.values()).map(Vec::len).sum();
         assert_eq!(listed, self.signed_in.len(), "users lists match sign-ins");
+        for (idx, list) in &self.watchlists {
+            assert!(self.signed_in.contains_key(idx), "watchlist of {idx}, which is not signed in");
+            assert!(!list.is_empty(), "an empty watchlist is not kept");
+        }
+        for (idx, init) in &self.watch_init {
+            assert_eq!(init.key.idx, *idx);
+            assert!(self.watchlists.contains_key(idx), "initial watchlist state without a watchlist");
+        }
+        for table in &self.watched {
+            for (user, w) in table {
+                assert!(
+                    !w.sockets.is_empty() || !w.watchers.is_empty() || w.pending > 0,
+                    "watched user {user} kept for nothing"
+                );
+            }
+        }
     }
 
     /// Panics if anything is left although the core has no connection.
@@ -76,6 +93,11 @@ impl Pusher {
         assert!(self.occupancy.iter().all(|m| m.is_empty()), "occupancy left");
         assert!(self.joins.is_empty(), "presence joins waiting");
         assert!(self.queries.pending.is_empty(), "queries waiting");
+        assert!(self.watched.iter().all(|m| m.is_empty()), "watched users left");
+        assert!(self.watchlists.is_empty() && self.watch_init.is_empty(), "watchlists left");
+        assert!(self.watch_waits.is_empty(), "watch requests waiting");
+        assert!(self.counts.iter().all(|m| m.is_empty()) && self.counts_due.is_empty(), "live counts left");
+        assert_eq!(self.deadlines.len(), 0, "authorization deadlines left");
     }
 }
 
@@ -106,4 +128,49 @@ pub(crate) fn check_presence_owners(cores: &[Core<Pusher>]) {
     }
     let joined: usize = cores.iter().map(|c| c.s.memberships.len()).sum();
     assert_eq!(owned, joined, "every membership is known to its channel's owner");
+}
+
+/// Panics unless every user's owner core lists exactly the connections signed in as the user
+/// and exactly the connections watching the user (call when no cross-core message is in
+/// flight and no cluster is involved).
+pub(crate) fn check_watch_owners(cores: &[Core<Pusher>]) {
+    let (mut sockets, mut watchers) = (0, 0);
+    for owner in cores {
+        for app in owner.s.apps.indexes() {
+            for (user, w) in &owner.s.watched[app.index()] {
+                assert_eq!(w.online, !w.sockets.is_empty(), "{user}: online while signed in somewhere");
+                for s in &w.sockets {
+                    let core = &cores[s.shard.index()];
+                    assert!(core.e.conn(s.key).is_some(), "signed-in connection of {user} gone");
+                    assert_eq!(
+                        core.s.signed_in.get(&s.key.idx).map(|u| &**u),
+                        Some(&**user),
+                        "sign-in of {user}"
+                    );
+                    sockets += 1;
+                }
+                for s in &w.watchers {
+                    let core = &cores[s.shard.index()];
+                    assert!(core.e.conn(s.key).is_some(), "watcher of {user} gone");
+                    let list = core.s.watchlists.get(&s.key.idx).expect("the watcher's watchlist");
+                    assert!(list.iter().any(|u| **u == **user), "{user} in the watcher's watchlist");
+                    watchers += 1;
+                }
+            }
+        }
+    }
+    let watching: usize = cores.iter().flat_map(|c| c.s.watchlists.values()).map(|l| l.len()).sum();
+    assert_eq!(watchers, watching, "every watchlist entry is known to the user's owner");
+    let signed_in: usize = cores
+        .iter()
+        .map(|c| {
+            c.s.signed_in
+                .keys()
+                .filter(|idx| {
+                    c.e.conn_at(**idx).is_some_and(|(_, conn)| c.s.app(conn.ext.app).watchlist_events)
+                })
+                .count()
+        })
+        .sum();
+    assert_eq!(sockets, signed_in, "every sign-in is known to the user's owner");
 }

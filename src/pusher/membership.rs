@@ -183,6 +183,7 @@ impl Pusher {
                 let now = subs.len();
                 self.subscribers_changed(e, app, channel, now - 1, now);
                 e.send(to, frame);
+                self.authorized(e, to);
                 if names::classify(channel).cache {
                     self.send_cached(e, to, app, channel);
                 }

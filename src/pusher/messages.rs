@@ -116,15 +116,46 @@ pub fn parse_member(channel_data: &str, max_info_bytes: usize) -> Result<Member,
 
 /// The user signing in: `user_data` must be a JSON object with a non-empty string `id`.
 pub fn parse_user_id(user_data: &str) -> Option<String> {
+    parse_user(user_data).map(|u| u.id)
+}
+
+/// What `user_data` of a sign-in says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedInUser {
+    /// The user id.
+    pub id: String,
+    /// `watchlist`: the user ids whose online status the user follows (None: not given;
+    /// Some(Err) when it is not an array of strings).
+    pub watchlist: Option<Result<Vec<String>, ()>>,
+}
+
+/// Parses `user_data`: a JSON object with a non-empty string `id` and an optional `watchlist`.
+pub fn parse_user(user_data: &str) -> Option<SignedInUser> {
     #[derive(Deserialize)]
     struct User {
         id: Option<serde_json::Value>,
+        #[serde(default)]
+        watchlist: Option<serde_json::Value>,
     }
     let user: User = serde_json::from_str(user_data).ok()?;
-    match user.id? {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s),
-        _ => None,
-    }
+    let id = match user.id? {
+        serde_json::Value::String(s) if !s.is_empty() => s,
+        _ => return None,
+    };
+    let watchlist = match user.watchlist {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Array(items)) => Some(
+            items
+                .into_iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => Ok(s),
+                    _ => Err(()),
+                })
+                .collect(),
+        ),
+        Some(_) => Some(Err(())),
+    };
+    Some(SignedInUser { id, watchlist })
 }
 
 fn push_str(out: &mut Vec<u8>, s: &str) {
@@ -257,6 +288,43 @@ pub fn member_removed(channel: &str, id_json: &str) -> Bytes {
     event("pusher_internal:member_removed", Some(channel), &format!("{{\"user_id\":{id_json}}}"))
 }
 
+/// `pusher_internal:subscription_count` with the channel's subscriptions (all cores and nodes).
+pub fn subscription_count(channel: &str, count: u64) -> Bytes {
+    event("pusher_internal:subscription_count", Some(channel), &format!("{{\"subscription_count\":{count}}}"))
+}
+
+/// `pusher_internal:watchlist_events` with an `online` and an `offline` event for the users
+/// given (an empty list is left out).
+pub fn watchlist_events<'a>(
+    online: impl IntoIterator<Item = &'a str>,
+    offline: impl IntoIterator<Item = &'a str>,
+) -> Bytes {
+    let mut data = Vec::with_capacity(96);
+    data.extend_from_slice(b"{\"events\":[");
+    let mut first_event = true;
+    for (name, ids) in
+        [("online", online.into_iter().collect::<Vec<_>>()), ("offline", offline.into_iter().collect())]
+    {
+        if ids.is_empty() {
+            continue;
+        }
+        if !first_event {
+            data.push(b',');
+        }
+        first_event = false;
+        data.extend_from_slice(format!("{{\"name\":\"{name}\",\"user_ids\":[").as_bytes());
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                data.push(b',');
+            }
+            push_str(&mut data, id);
+        }
+        data.extend_from_slice(b"]}");
+    }
+    data.extend_from_slice(b"]}");
+    event("pusher_internal:watchlist_events", None, std::str::from_utf8(&data).expect("JSON is UTF-8"))
+}
+
 /// `data` of a presence `subscription_succeeded`: `{"presence":{"ids":[…],"hash":{…},"count":N}}`.
 pub fn presence_data<'a>(members: impl Iterator<Item = &'a Member>) -> String {
     let mut ids = String::from("[");
@@ -341,6 +409,38 @@ mod tests {
         );
         assert_eq!(parse_user_id(r#"{"id":"12345"}"#).as_deref(), Some("12345"));
         assert_eq!(parse_user_id(r#"{"id":12345}"#), None);
+    }
+
+    #[test]
+    fn watchlists_are_parsed_from_user_data() {
+        let u = parse_user(r#"{"id":"a","watchlist":["b","c"],"user_info":{}}"#).unwrap();
+        assert_eq!(u.watchlist, Some(Ok(vec!["b".to_string(), "c".to_string()])));
+        assert_eq!(parse_user(r#"{"id":"a"}"#).unwrap().watchlist, None);
+        assert_eq!(parse_user(r#"{"id":"a","watchlist":[1]}"#).unwrap().watchlist, Some(Err(())));
+        assert_eq!(parse_user(r#"{"id":"a","watchlist":"b"}"#).unwrap().watchlist, Some(Err(())));
+    }
+
+    #[test]
+    fn watchlist_and_count_events_have_the_shape_pusher_js_reads() {
+        let v = json_of(&watchlist_events(["b", "c\""], ["d"]));
+        assert_eq!(v["event"], "pusher_internal:watchlist_events");
+        let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            data,
+            serde_json::json!({"events": [
+                {"name": "online", "user_ids": ["b", "c\""]},
+                {"name": "offline", "user_ids": ["d"]}
+            ]})
+        );
+        let v = json_of(&watchlist_events([], ["d"]));
+        let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["events"].as_array().unwrap().len(), 1);
+        let v = json_of(&subscription_count("news", 3));
+        assert_eq!(
+            (v["event"].as_str(), v["channel"].as_str()),
+            (Some("pusher_internal:subscription_count"), Some("news"))
+        );
+        assert_eq!(v["data"], "{\"subscription_count\":3}");
     }
 
     #[test]

@@ -16,9 +16,11 @@ pub mod apps;
 pub mod auth;
 pub(crate) mod channels;
 pub(crate) mod conn_state;
+pub mod hook_targets;
 pub(crate) mod http_api;
 pub mod messages;
 pub(crate) mod names;
+pub(crate) mod origins;
 pub(crate) mod peer;
 pub(crate) mod presence;
 pub(crate) mod query;
@@ -26,16 +28,19 @@ pub(crate) mod socket_id;
 pub(crate) mod wire;
 
 mod answers;
+mod authorized;
 mod cluster;
+mod counts;
 mod fanout;
 mod hooks;
 mod invariants;
-pub(crate) use invariants::check_presence_owners;
+pub(crate) use invariants::{check_presence_owners, check_watch_owners};
 mod membership;
 mod quota;
 mod routes;
 mod session;
 mod stats;
+mod watchlist;
 
 #[cfg(test)]
 mod tests;
@@ -149,11 +154,25 @@ pub(crate) struct Pusher {
     pub(crate) queries: Queries,
     /// Per app: (second, requests) for the HTTP API rate limit.
     pub(crate) api_window: Vec<(i64, u32)>,
-    /// Per app, on each channel's owner core: subscribers per core (webhooks).
+    /// Per app, on each channel's owner core: subscribers per core (webhooks, live counts).
     pub(crate) occupancy: Vec<FxMap<Box<str>, Vec<u64>>>,
+    /// Per app, on each channel's owner core: the live `subscription_count` state.
+    pub(crate) counts: Vec<FxMap<Box<str>, counts::CountState>>,
+    /// Channels whose live count is due at a later second (or is to be forgotten).
+    pub(crate) counts_due: Vec<(AppIdx, Box<str>)>,
     /// Presence joins waiting for the cluster, by token.
     pub(crate) joins: FxMap<u64, PendingJoin>,
     pub(crate) next_token: u64,
+    /// Per app, on each user's owner core: online state and this node's watchers.
+    pub(crate) watched: Vec<FxMap<Box<str>, watchlist::Watched>>,
+    /// Connections signed in with a watchlist: slab index → the users watched.
+    pub(crate) watchlists: FxMap<u32, Box<[Box<str>]>>,
+    /// Connections whose watchlist's initial state is being gathered: slab index → so far.
+    pub(crate) watch_init: FxMap<u32, watchlist::WatchInit>,
+    /// On owner cores: watch requests waiting for the cluster, by watcher.
+    pub(crate) watch_waits: FxMap<SocketRef, watchlist::WatchWait>,
+    /// Connections that must authorize by a deadline (authorized connections).
+    pub(crate) deadlines: authorized::Deadlines,
     /// This core's Pusher counters.
     pub(crate) stats: Stats,
     /// This core's ring to the webhook dispatcher (when any app has webhooks).
@@ -184,8 +203,15 @@ impl Pusher {
             queries: Queries::default(),
             api_window: vec![(0, 0); n],
             occupancy: (0..n).map(|_| HashMap::default()).collect(),
+            counts: (0..n).map(|_| HashMap::default()).collect(),
+            counts_due: Vec::new(),
             joins: HashMap::default(),
             next_token: 1,
+            watched: (0..n).map(|_| HashMap::default()).collect(),
+            watchlists: HashMap::default(),
+            watch_init: HashMap::default(),
+            watch_waits: HashMap::default(),
+            deadlines: authorized::Deadlines::default(),
             stats: Stats::default(),
             webhooks: None,
             cluster: None,
@@ -283,7 +309,22 @@ impl Service for Pusher {
 
     fn tick(&mut self, e: &mut Net) {
         self.expire_questions(e);
+        self.expire_unauthorized(e);
+        self.flush_counts(e);
+        self.expire_watches(e);
     }
+}
+
+/// The core that keeps user `user`'s online state and watchers (watchlist events).
+pub(crate) fn user_owner(app: AppIdx, user: &str, cores: u16) -> CoreId {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = FxBuildHasher.build_hasher();
+    app.hash(&mut h);
+    // Apart from channel names (`owner_of`), which never contain '#' but at the start.
+    "#user".hash(&mut h);
+    user.hash(&mut h);
+    let cores = u64::from(cores.max(1));
+    CoreId(u16::try_from(h.finish() % cores).expect("below the core count"))
 }
 
 /// The core that owns presence channel (or app quota, with an empty name) `name` of `app`.

@@ -63,6 +63,43 @@ pub(crate) enum PeerMsg {
         shard: CoreId,
         count: u64,
     },
+    /// To the user's owner core: connection `from` signed in as `user` (watchlist events).
+    UserSignedIn {
+        app: AppIdx,
+        user: Box<str>,
+        from: SocketRef,
+    },
+    /// To the user's owner core: connection `from`, signed in as `user`, went.
+    UserSignedOut {
+        app: AppIdx,
+        user: Box<str>,
+        from: SocketRef,
+    },
+    /// To the users' owner core: `watcher` follows `users`; answered with `Watching`.
+    Watch {
+        app: AppIdx,
+        watcher: SocketRef,
+        users: Vec<Box<str>>,
+    },
+    /// To the users' owner core: `watcher` went.
+    Unwatch {
+        app: AppIdx,
+        watcher: SocketRef,
+        users: Vec<Box<str>>,
+    },
+    /// From the owner core: which of the watched users are online.
+    Watching {
+        to: ConnKey,
+        online: Vec<Box<str>>,
+        offline: Vec<Box<str>>,
+    },
+    /// From the owner core: `user` went online or offline; `frame` says so to watchers `to`.
+    WatchEvent {
+        to: Vec<ConnKey>,
+        user: Box<str>,
+        online: bool,
+        frame: Bytes,
+    },
     /// Asks a core about its channels or figures; answered with `Answered`.
     Ask {
         id: u64,
@@ -105,6 +142,14 @@ impl super::Pusher {
             PeerMsg::Answered { id, from, answer } => self.on_answer(e, id, from, answer),
             PeerMsg::Occupancy { app, channel, shard, count } => {
                 self.occupancy(e, app, &channel, shard, count)
+            }
+            PeerMsg::UserSignedIn { app, user, from } => self.online_add(e, app, &user, from),
+            PeerMsg::UserSignedOut { app, user, from } => self.online_remove(e, app, &user, from),
+            PeerMsg::Watch { app, watcher, users } => self.watch(e, app, watcher, users),
+            PeerMsg::Unwatch { app, watcher, users } => self.unwatch(app, watcher, &users),
+            PeerMsg::Watching { to, online, offline } => self.on_watching(e, to, online, offline),
+            PeerMsg::WatchEvent { to, user, online, frame } => {
+                self.on_watch_event(e, &to, &user, online, &frame)
             }
         }
     }

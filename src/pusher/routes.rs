@@ -43,7 +43,7 @@ impl Pusher {
             return not_found("only /metrics and /status are served on this port");
         }
         if let Some(app_key) = path.strip_prefix("/app/") {
-            return Outcome::Upgrade(self.greeting(app_key, req.query()));
+            return Outcome::Upgrade(self.greeting(app_key, req));
         }
         if path.starts_with("/apps/") || path.starts_with("/users/") {
             return self.http_api(e, key, req, body);

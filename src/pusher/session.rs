@@ -11,13 +11,15 @@ use super::peer::PeerMsg;
 use super::{CACHE_TTL, Net, Pusher, owner_of};
 use crate::core::conn::ConnKey;
 use crate::core::service::{Refusal, Upgrade};
+use crate::protocol::http::Request;
 
 /// Protocol versions accepted on `/app/{key}?protocol=N`.
 const PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
 
 impl Pusher {
     /// The connection state for a `/app/{key}` upgrade, or the error to greet it with.
-    pub(crate) fn greeting(&self, app_key: &str, query: &str) -> Upgrade<PusherConn> {
+    pub(crate) fn greeting(&mut self, app_key: &str, req: &Request<'_>) -> Upgrade<PusherConn> {
+        let query = req.query();
         let refuse = |app: AppIdx, code: u16, message: String| Upgrade {
             state: PusherConn { app, ..PusherConn::default() },
             refusal: Some(Refusal { code, message }),
@@ -27,6 +29,15 @@ impl Pusher {
         };
         if !self.app(app).enabled {
             return refuse(app, 4003, "Application is disabled".into());
+        }
+        let origin = req.header_str("Origin");
+        if !self.apps.origin_allowed(app, origin) {
+            self.stats.origin_refused += 1;
+            let msg = match origin {
+                Some(o) => format!("Origin not allowed: {o} is not in this app's allowed_origins"),
+                None => "Origin not allowed: the request has no Origin header".into(),
+            };
+            return refuse(app, 4009, msg);
         }
         let protocol = form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == "protocol")
@@ -63,6 +74,7 @@ impl Pusher {
         let app = conn.ext.app;
         self.connections[app.index()] += 1;
         e.send(key, messages::connection_established(&socket_id, activity_timeout));
+        self.expect_authorization(e, key, app);
     }
 
     /// Sends `pusher:error` with a closing code, then closes with that code.
@@ -161,12 +173,16 @@ impl Pusher {
         let subs = &mut self.channels.get_mut(id).expect("interned").subscribers;
         subs.insert(key.idx);
         let now = subs.len();
-        self.subscribers_changed(e, app, &channel, now - 1, now);
         self.add_sub(e, key, id);
         e.send(key, messages::subscription_succeeded(&channel, "{}"));
+        if class.needs_auth() {
+            self.authorized(e, key);
+        }
         if class.cache {
             self.send_cached(e, key, app, &channel);
         }
+        // After the confirmation: a live count this causes must not reach the subscriber first.
+        self.subscribers_changed(e, app, &channel, now - 1, now);
     }
 
     /// Checks a subscription's signature (private, encrypted, presence) or sign-in
@@ -293,31 +309,50 @@ impl Pusher {
             let msg = "User authentication is not enabled for this app";
             return e.send(key, messages::error(None, msg, None));
         }
-        let socket_id = self.socket_ref(e, key).format();
+        let from = self.socket_ref(e, key);
+        let socket_id = from.format();
         let (auth, user_data) = (d.auth.unwrap_or_default(), d.user_data.unwrap_or_default());
         let user = if super::auth::signin_auth_ok(&a.key, &a.secret, &socket_id, &user_data, &auth) {
-            messages::parse_user_id(&user_data).filter(|id| names::valid_user_id(id))
+            messages::parse_user(&user_data).filter(|u| names::valid_user_id(&u.id))
         } else {
             None
         };
         let Some(user) = user else {
             return self.fail(e, key, 4009, "Connection not authorized.");
         };
+        let watchlist = if a.watchlist_events {
+            match watchlist_of(user.watchlist, a.max_watchlist_size) {
+                Ok(list) => list,
+                Err(msg) => return self.fail(e, key, 4009, &msg),
+            }
+        } else {
+            Vec::new()
+        };
+        let watchlist_events = a.watchlist_events;
+        let id = user.id;
         match self.signed_in.get(&key.idx) {
-            Some(current) if **current == *user => {}
+            // Signing in again as the same user changes nothing (the watchlist included).
+            Some(current) if **current == *id => e.send(key, messages::signin_success(&user_data)),
             Some(_) => {
                 let msg = "Connection not authorized: already signed in as another user.";
-                return self.fail(e, key, 4009, msg);
+                self.fail(e, key, 4009, msg);
             }
             None => {
-                self.signed_in.insert(key.idx, user.clone().into());
-                self.users[app.index()].entry(user.into()).or_default().push(key.idx);
+                self.signed_in.insert(key.idx, id.as_str().into());
+                self.users[app.index()].entry(id.as_str().into()).or_default().push(key.idx);
                 if let Some(conn) = e.conn_mut(key) {
                     conn.svc_flags |= flag::SIGNED_IN;
                 }
+                self.authorized(e, key);
+                e.send(key, messages::signin_success(&user_data));
+                if watchlist_events {
+                    self.report_signin(e, app, &id, from);
+                    if !watchlist.is_empty() {
+                        self.start_watching(e, key, app, watchlist);
+                    }
+                }
             }
         }
-        e.send(key, messages::signin_success(&user_data));
     }
 
     fn client_event(
@@ -370,7 +405,7 @@ impl Pusher {
         let sender = self.socket_ref(e, key);
         let user_id = member.map(|m| m.id.clone());
         self.publish(e, app, channel, frame, Some(sender), None);
-        if !self.app(app).webhooks.is_empty() {
+        if self.app(app).wants_webhook("client_event", Some(channel)) {
             let mut hook = serde_json::json!({"name": "client_event", "channel": channel, "event": event,
                 "socket_id": sender.format()});
             hook["data"] = serde_json::from_str(data).unwrap_or(serde_json::Value::Null);
@@ -397,7 +432,12 @@ impl Pusher {
                     users.remove(&user);
                 }
             }
+            if self.app(app).watchlist_events {
+                let from = self.socket_ref(e, key);
+                self.report_signout(e, app, &user, from);
+            }
         }
+        self.stop_watching(e, key, app);
         if admitted {
             let n = &mut self.connections[app.index()];
             *n = n.saturating_sub(1);
@@ -428,4 +468,33 @@ impl Pusher {
         }
         self.terminate_local(e, app, user_id);
     }
+}
+
+/// The watchlist a sign-in gives (deduplicated, in order), or why it is refused.
+fn watchlist_of(given: Option<Result<Vec<String>, ()>>, max: usize) -> Result<Vec<Box<str>>, String> {
+    let list = match given {
+        None => return Ok(Vec::new()),
+        Some(Err(())) => {
+            return Err("Connection not authorized: user_data.watchlist must be an array of user ids".into());
+        }
+        Some(Ok(list)) => list,
+    };
+    let mut out: Vec<Box<str>> = Vec::with_capacity(list.len().min(max));
+    let mut seen = std::collections::HashSet::with_capacity(list.len().min(max));
+    for id in list {
+        if !names::valid_user_id(&id) {
+            return Err(format!(
+                "Connection not authorized: {id:?} in user_data.watchlist is not a valid user id"
+            ));
+        }
+        if seen.insert(id.clone()) {
+            out.push(id.into());
+        }
+        if out.len() > max {
+            return Err(format!(
+                "Connection not authorized: user_data.watchlist has more than the app's max_watchlist_size of {max} user ids"
+            ));
+        }
+    }
+    Ok(out)
 }

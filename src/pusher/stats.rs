@@ -21,6 +21,14 @@ pub(crate) struct Stats {
     pub(crate) backpressure: u64,
     /// Questions to other cores or nodes answered by their deadline instead.
     pub(crate) questions_expired: u64,
+    /// WebSocket handshakes refused for an Origin outside the app's `allowed_origins`.
+    pub(crate) origin_refused: u64,
+    /// Connections closed for not authorizing within `authorized_connections_timeout`.
+    pub(crate) unauthorized_closed: u64,
+    /// `pusher_internal:watchlist_events` frames queued for watchers.
+    pub(crate) watchlist_events: u64,
+    /// `pusher_internal:subscription_count` events published (per channel, on its owner core).
+    pub(crate) subscription_count_events: u64,
 }
 
 impl Stats {

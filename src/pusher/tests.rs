@@ -13,6 +13,7 @@ use crate::core::io::{CoreId, Outlet};
 use crate::core::testing::FakeSocket;
 use crate::pusher::apps::{App, AppIdx};
 use crate::pusher::auth;
+use crate::pusher::hook_targets::Webhook;
 use crate::pusher::socket_id::{NodeId, SocketRef};
 use crate::pusher::wire::Hook;
 use crate::pusher::{Pusher, query::CoreReport};
@@ -180,6 +181,13 @@ impl Cluster {
     fn tick(&mut self, shard: usize, now: u32) {
         self.cores[shard].tick(now, 1_700_000_000 + i64::from(now));
         self.pump();
+    }
+
+    /// Signs `c` in with `user_data`, signed as the official SDKs sign it.
+    fn signin(&mut self, c: &Client, user_data: &str) {
+        let sig = auth::sign("app-secret", &[format!("{}::user::{user_data}", c.socket_id).as_bytes()]);
+        let data = json!({"auth": format!("app-key:{sig}"), "user_data": user_data});
+        self.send_json(c, json!({"event": "pusher:signin", "data": data}));
     }
 
     fn subscribe(&mut self, c: &Client, channel: &str, channel_data: Option<&str>) {
@@ -539,7 +547,7 @@ fn hooks(logs: &mut [HookLog]) -> Vec<Value> {
 #[test]
 fn occupancy_and_subscription_count_webhooks_fire_once_per_server() {
     let mut cl = Cluster::new(2, |cfg| {
-        cfg.apps[0].webhooks = vec!["http://127.0.0.1:9/hooks".into()];
+        cfg.apps[0].webhooks = vec![Webhook::url("http://127.0.0.1:9/hooks")];
         cfg.apps[0].subscription_count_webhooks = true;
     });
     let mut rings = Vec::new();
@@ -632,4 +640,323 @@ fn member_added_inside_a_batch_skips_the_joiner_and_keeps_order() {
     let joiner = events(&cl.take(&j));
     assert_eq!(joiner[0], "pusher_internal:subscription_succeeded");
     assert!(!joiner.iter().any(|e| e == "pusher_internal:member_added"), "{joiner:?}");
+
+/// The `online` and `offline` user ids of a `pusher_internal:watchlist_events` message, sorted.
+fn watch_lists(m: &Value) -> (Vec<String>, Vec<String>) {
+    assert_eq!(m["event"], "pusher_internal:watchlist_events", "{m}");
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for ev in data_of(m)["events"].as_array().unwrap() {
+        let ids = ev["user_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string());
+        match ev["name"].as_str().unwrap() {
+            "online" => on.extend(ids),
+            "offline" => off.extend(ids),
+            other => panic!("unknown watchlist event {other}"),
+        }
+    }
+    on.sort();
+    off.sort();
+    (on, off)
+}
+
+fn ids(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn watchlist_gets_the_initial_state_then_changes_across_cores() {
+    let mut cl = Cluster::new(2, |_| {});
+    let bob = cl.connect(1);
+    cl.signin(&bob, r#"{"id":"bob"}"#);
+    cl.take(&bob);
+    let ann = cl.connect(0);
+    cl.signin(&ann, r#"{"id":"ann","watchlist":["bob","carl","dave","carl"]}"#);
+    let out = cl.take(&ann);
+    assert_eq!(
+        events(&out),
+        ["pusher:signin_success", "pusher_internal:watchlist_events"],
+        "one initial event"
+    );
+    assert_eq!(watch_lists(&out[1]), (ids(&["bob"]), ids(&["carl", "dave"])));
+    // Carl's first connection (either core) makes him online; his second changes nothing.
+    let carl1 = cl.connect(1);
+    cl.signin(&carl1, r#"{"id":"carl"}"#);
+    let out = cl.take(&ann);
+    assert_eq!(out.len(), 1);
+    assert_eq!(watch_lists(&out[0]), (ids(&["carl"]), ids(&[])));
+    let carl0 = cl.connect(0);
+    cl.signin(&carl0, r#"{"id":"carl"}"#);
+    assert!(cl.take(&ann).is_empty(), "a second tab changes nothing");
+    cl.remove(&carl1);
+    assert!(cl.take(&ann).is_empty(), "still online on the other core");
+    cl.remove(&carl0);
+    let out = cl.take(&ann);
+    assert_eq!(watch_lists(&out[0]), (ids(&[]), ids(&["carl"])));
+    // Bob is not watching anyone: he gets nothing about Ann.
+    assert!(cl.take(&bob).is_empty());
+    crate::pusher::check_watch_owners(&cl.cores);
+    cl.remove(&ann);
+    cl.remove(&bob);
+    for core in &cl.cores {
+        assert!(core.s.watched.iter().all(|m| m.is_empty()), "owner state forgotten");
+    }
+}
+
+#[test]
+fn watchlists_over_the_limit_or_malformed_are_refused_with_4009() {
+    let mut cl = Cluster::new(1, |cfg| cfg.apps[0].max_watchlist_size = 2);
+    let a = cl.connect(0);
+    cl.signin(&a, r#"{"id":"a","watchlist":["b","c","d"]}"#);
+    let out = cl.take(&a);
+    assert_eq!(out[0]["data"]["code"], 4009);
+    assert!(out[0]["data"]["message"].as_str().unwrap().contains("max_watchlist_size of 2"), "{}", out[0]);
+    assert_eq!(out[1]["close"], 4009);
+    let b = cl.connect(0);
+    cl.signin(&b, r#"{"id":"b","watchlist":"c"}"#);
+    assert_eq!(cl.take(&b)[1]["close"], 4009);
+    let c = cl.connect(0);
+    cl.signin(&c, r#"{"id":"c","watchlist":["ok","bad name"]}"#);
+    assert_eq!(cl.take(&c)[1]["close"], 4009);
+    // Duplicates count once.
+    let d = cl.connect(0);
+    cl.signin(&d, r#"{"id":"d","watchlist":["x","y","x"]}"#);
+    assert_eq!(events(&cl.take(&d)), ["pusher:signin_success", "pusher_internal:watchlist_events"]);
+}
+
+#[test]
+fn watchlist_events_off_sends_nothing_and_tracks_nobody() {
+    let mut cl = Cluster::new(2, |cfg| cfg.apps[0].watchlist_events = false);
+    let a = cl.connect(0);
+    cl.signin(&a, r#"{"id":"a","watchlist":["b"]}"#);
+    let b = cl.connect(1);
+    cl.signin(&b, r#"{"id":"b"}"#);
+    assert_eq!(events(&cl.take(&a)), ["pusher:signin_success"]);
+    assert!(cl.cores.iter().all(|c| c.s.watched.iter().all(|m| m.is_empty()) && c.s.watchlists.is_empty()));
+}
+
+/// A core's messages to the Redis bridge, kept in the test.
+#[derive(Clone, Default)]
+struct BridgeLog(Rc<RefCell<Vec<crate::pusher::wire::ClusterOut>>>);
+
+impl Outlet<crate::pusher::wire::ClusterOut> for BridgeLog {
+    fn push(&mut self, msg: crate::pusher::wire::ClusterOut) -> Result<(), crate::pusher::wire::ClusterOut> {
+        self.0.borrow_mut().push(msg);
+        Ok(())
+    }
+}
+
+/// Regression guard for the cluster's ordering: answers and bus messages about a user may
+/// arrive in any order; the owner keeps the state with the highest sequence, and a watcher's
+/// initial state waits for the cluster's answer.
+#[test]
+fn watchlist_state_follows_the_cluster_sequence_not_arrival_order() {
+    use crate::pusher::wire::{ClusterIn, ClusterOut};
+    let mut cl = Cluster::new(1, |_| {});
+    let log = BridgeLog::default();
+    cl.cores[0].s.set_cluster(Box::new(log.clone()));
+    let ann = cl.connect(0);
+    cl.signin(&ann, r#"{"id":"ann","watchlist":["bob"]}"#);
+    assert_eq!(events(&cl.take(&ann)), ["pusher:signin_success"], "the initial state waits for Redis");
+    let asked: Vec<ClusterOut> = log.0.borrow_mut().drain(..).collect();
+    assert!(
+        asked
+            .iter()
+            .any(|m| matches!(m, ClusterOut::UserOnline { user, online: true, .. } if &**user == "ann"))
+    );
+    assert!(asked.iter().any(
+        |m| matches!(m, ClusterOut::UserStatus { users, .. } if users.len() == 1 && &*users[0] == "bob")
+    ));
+    let feed = |cl: &mut Cluster, msg: ClusterIn| {
+        cl.cores[0].with_service(|s, e| s.on_cluster(e, msg));
+        cl.pump();
+    };
+    // Bob came online on another node (seq 20) before the status answer (as of seq 10).
+    feed(&mut cl, ClusterIn::UserOnline { app: APP, user: "bob".into(), online: true, seq: Some(20) });
+    assert!(cl.take(&ann).is_empty());
+    feed(
+        &mut cl,
+        ClusterIn::UserStatus { app: APP, users: vec!["bob".into()], answer: Some((10, vec![false])) },
+    );
+    let out = cl.take(&ann);
+    assert_eq!(watch_lists(&out[0]), (ids(&["bob"]), ids(&[])), "the newer state wins");
+    // A stale offline (seq 15) is ignored; a newer one (seq 30) is told.
+    feed(&mut cl, ClusterIn::UserOnline { app: APP, user: "bob".into(), online: false, seq: Some(15) });
+    assert!(cl.take(&ann).is_empty());
+    feed(&mut cl, ClusterIn::UserOnline { app: APP, user: "bob".into(), online: false, seq: Some(30) });
+    assert_eq!(watch_lists(&cl.take(&ann)[0]), (ids(&[]), ids(&["bob"])));
+    // Redis unreachable (no sequence): this node's decision stands.
+    feed(&mut cl, ClusterIn::UserOnline { app: APP, user: "bob".into(), online: true, seq: None });
+    assert_eq!(watch_lists(&cl.take(&ann)[0]), (ids(&["bob"]), ids(&[])));
+}
+
+#[test]
+fn watchlist_initial_state_falls_back_to_this_node_when_the_cluster_is_silent() {
+    let mut cl = Cluster::new(2, |_| {});
+    for core in &mut cl.cores {
+        core.s.set_cluster(Box::new(BridgeLog::default()));
+    }
+    let bob = cl.connect(1);
+    cl.signin(&bob, r#"{"id":"bob"}"#);
+    let ann = cl.connect(0);
+    cl.signin(&ann, r#"{"id":"ann","watchlist":["bob","zed"]}"#);
+    assert_eq!(events(&cl.take(&ann)), ["pusher:signin_success"]);
+    for core in 0..2 {
+        cl.tick(core, crate::pusher::QUESTION_TIMEOUT);
+    }
+    let out = cl.take(&ann);
+    assert_eq!(watch_lists(&out[0]), (ids(&["bob"]), ids(&["zed"])), "answered by the deadline");
+}
+
+#[test]
+fn unauthorized_connections_are_closed_after_the_timeout() {
+    let mut cl = Cluster::new(2, |cfg| cfg.apps[0].authorized_connections_timeout = 30);
+    let idle = cl.connect(0);
+    let public = cl.connect(1);
+    let signed = cl.connect(0);
+    let private = cl.connect(1);
+    let presence = cl.connect(0);
+    cl.subscribe(&public, "news", None);
+    cl.signin(&signed, r#"{"id":"s"}"#);
+    cl.subscribe(&private, "private-p", None);
+    cl.subscribe(&presence, "presence-room", Some(r#"{"user_id":"p"}"#));
+    for c in [&idle, &public, &signed, &private, &presence] {
+        cl.take(c);
+    }
+    for core in 0..2 {
+        cl.tick(core, 29);
+    }
+    assert!(cl.take(&idle).is_empty(), "not before the timeout");
+    for core in 0..2 {
+        cl.tick(core, 30);
+    }
+    for c in [&idle, &public] {
+        let out = cl.take(c);
+        assert_eq!(out[0]["data"]["code"], 4009);
+        assert!(out[0]["data"]["message"].as_str().unwrap().contains("within 30 seconds"), "{}", out[0]);
+        assert_eq!(out[1]["close"], 4009);
+    }
+    for c in [&signed, &private, &presence] {
+        assert!(cl.take(c).is_empty(), "authorized connections stay");
+    }
+    let closed: u64 = cl.cores.iter().map(|c| c.s.stats.unauthorized_closed).sum();
+    assert_eq!(closed, 2);
+}
+
+#[test]
+fn subscription_counts_reach_subscribers_at_most_once_per_interval() {
+    let mut cl = Cluster::new(2, |cfg| {
+        cfg.apps[0].subscription_count_events = true;
+        cfg.apps[0].subscription_count_interval = 5;
+    });
+    let count_of = |msgs: &[Value]| -> Vec<u64> {
+        msgs.iter()
+            .filter(|m| m["event"] == "pusher_internal:subscription_count")
+            .map(|m| data_of(m)["subscription_count"].as_u64().unwrap())
+            .collect()
+    };
+    let a = cl.connect(0);
+    cl.subscribe(&a, "news", None);
+    let out = cl.take(&a);
+    assert_eq!(
+        events(&out),
+        ["pusher_internal:subscription_succeeded", "pusher_internal:subscription_count"]
+    );
+    assert_eq!(out[1]["channel"], "news");
+    assert_eq!(count_of(&out), [1], "the first change goes out at once");
+    let b = cl.connect(1);
+    let c = cl.connect(1);
+    cl.subscribe(&b, "news", None);
+    cl.subscribe(&c, "news", None);
+    cl.remove(&c);
+    let d = cl.connect(0);
+    cl.subscribe(&d, "news", None);
+    assert!(count_of(&cl.take(&a)).is_empty(), "later changes wait for the interval");
+    for core in 0..2 {
+        cl.tick(core, 4);
+    }
+    assert!(count_of(&cl.take(&a)).is_empty());
+    for core in 0..2 {
+        cl.tick(core, 5);
+    }
+    assert_eq!(count_of(&cl.take(&a)), [3], "folded into one event");
+    assert_eq!(count_of(&cl.take(&b)), [3], "on every core");
+    assert_eq!(count_of(&cl.take(&d)), [3]);
+    // On a single core too, the confirmation comes before the count it causes.
+    let mut one = Cluster::new(1, |cfg| cfg.apps[0].subscription_count_events = true);
+    let solo = one.connect(0);
+    one.subscribe(&solo, "news", None);
+    let out = one.take(&solo);
+    assert_eq!(
+        events(&out),
+        ["pusher_internal:subscription_succeeded", "pusher_internal:subscription_count"]
+    );
+    // Presence channels have no live counts.
+    let p = cl.connect(0);
+    cl.subscribe(&p, "presence-x", Some(r#"{"user_id":"p"}"#));
+    assert!(count_of(&cl.take(&p)).is_empty());
+    // The HTTP API says the same.
+    for core in 0..2 {
+        cl.tick(core, 20);
+    }
+    let resp = cl.cores[0].with_service(|s, e| {
+        let q = std::sync::Arc::new(crate::pusher::query::ChannelQuery {
+            app: APP,
+            filter: crate::pusher::query::Filter::Names(vec!["news".into()]),
+            members: false,
+        });
+        s.answer(e, &crate::pusher::query::Question::Channels(q))
+    });
+    let crate::pusher::query::Answer::Channels(rows) = resp else { panic!() };
+    assert_eq!(rows["news"].subscriptions, 2, "core 0's share");
+    // Everyone leaves: the owner forgets the channel after an interval.
+    for c in [&a, &b, &d, &p] {
+        cl.remove(c);
+    }
+    for core in 0..2 {
+        cl.tick(core, 30);
+    }
+    assert!(cl.cores.iter().all(|c| c.s.counts.iter().all(|m| m.is_empty()) && c.s.counts_due.is_empty()));
+}
+
+#[test]
+fn origins_outside_allowed_origins_get_4009_and_are_counted() {
+    let mut cl = Cluster::new(1, |cfg| {
+        cfg.apps[0].allowed_origins = vec!["https://*.example.com".into(), "localhost:3000".into()];
+    });
+    let with_origin = |o: &str| UPGRADE.replace("Host: h\r\n", &format!("Host: h\r\nOrigin: {o}\r\n"));
+    let ok = cl.connect_with(0, &with_origin("https://app.example.com"));
+    assert!(!ok.socket_id.is_empty());
+    let ok = cl.connect_with(0, &with_origin("http://localhost:3000"));
+    assert!(!ok.socket_id.is_empty());
+    for bad in [Some("https://evil.com"), Some("http://app.example.com"), None] {
+        let req = bad.map_or_else(|| UPGRADE.to_string(), with_origin);
+        let c = cl.connect_with(0, &req);
+        let out = cl.take(&c);
+        assert_eq!(out[0]["event"], "pusher:error");
+        assert_eq!(out[0]["data"]["code"], 4009);
+        assert!(out[0]["data"]["message"].as_str().unwrap().starts_with("Origin not allowed"), "{}", out[0]);
+        assert_eq!(out[1]["close"], 4009);
+    }
+    assert_eq!(cl.cores[0].s.stats.origin_refused, 3);
+    assert_eq!(cl.cores[0].e.ws_count(), 2, "refused connections are not counted");
+}
+
+#[test]
+fn webhook_events_no_receiver_wants_are_not_queued() {
+    let mut cl = Cluster::new(1, |cfg| {
+        let mut w = Webhook::url("http://127.0.0.1:9/hooks");
+        w.event_types = vec!["member_added".into()];
+        w.filter.channel_name_starts_with = Some("presence-".into());
+        cfg.apps[0].webhooks = vec![w];
+    });
+    let log = HookLog::default();
+    cl.cores[0].s.set_webhooks(Box::new(log.clone()));
+    let a = cl.connect(0);
+    let b = cl.connect(0);
+    cl.subscribe(&a, "presence-room", Some(r#"{"user_id":"a"}"#));
+    cl.subscribe(&b, "presence-room", Some(r#"{"user_id":"b"}"#));
+    cl.send_json(&a, json!({"event":"client-x","channel":"presence-room","data":{}}));
+    cl.subscribe(&a, "private-other", None);
+    let got = hooks(&mut [log]);
+    let names: Vec<&str> = got.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["member_added", "member_added"], "{got:?}");
 }

@@ -130,6 +130,38 @@ pub(crate) enum ClusterOut {
         /// This node's rows.
         rows: Rows,
     },
+    /// From a channel's owner core: the channel has `count` subscriptions on this node; Redis
+    /// adds up the nodes and publishes `pusher_internal:subscription_count` to all of them.
+    Count {
+        /// The app.
+        app: AppIdx,
+        /// The channel (not presence).
+        channel: Box<str>,
+        /// Subscriptions on this node.
+        count: u64,
+    },
+    /// From a user's owner core: the user's first connection on this node signed in (`online`)
+    /// or the last one went; answer with `UserOnline`.
+    UserOnline {
+        /// The owner core.
+        shard: CoreId,
+        /// The app.
+        app: AppIdx,
+        /// The user.
+        user: Box<str>,
+        /// First connection (true) or last one gone.
+        online: bool,
+    },
+    /// From a user's owner core: is each of `users` online in the cluster? Answer with
+    /// `UserStatus`.
+    UserStatus {
+        /// The owner core.
+        shard: CoreId,
+        /// The app.
+        app: AppIdx,
+        /// The users.
+        users: Vec<Box<str>>,
+    },
     /// Debug builds only: make the bridge thread panic (fault injection).
     #[cfg(debug_assertions)]
     Panic,
@@ -199,4 +231,29 @@ pub(crate) enum ClusterIn {
     },
     /// Redis is back: send this core's presence and occupancy again (`Rejoin`, `Reoccupy`).
     Resync,
+    /// The bridge (re)subscribed to the bus: ask again what bus messages may have said
+    /// meanwhile (watched users, live counts).
+    BusUp,
+    /// To a user's owner core: the user is online or offline in the cluster, as of cluster
+    /// sequence `seq` (None: Redis is unreachable and this node's view stands).
+    UserOnline {
+        /// The app.
+        app: AppIdx,
+        /// The user.
+        user: Box<str>,
+        /// Online anywhere.
+        online: bool,
+        /// Cluster order (a later state has a larger number).
+        seq: Option<u64>,
+    },
+    /// The answer to a `UserStatus` question: the cluster sequence and, per user in order,
+    /// whether it is online (None: Redis is unreachable).
+    UserStatus {
+        /// The app.
+        app: AppIdx,
+        /// The users asked about.
+        users: Vec<Box<str>>,
+        /// (sequence, online per user).
+        answer: Option<(u64, Vec<bool>)>,
+    },
 }

@@ -1,6 +1,7 @@
 //! Webhooks: `channel_occupied`, `channel_vacated`, `member_added`, `member_removed`,
 //! `client_event`, `cache_miss` and (when enabled) `subscription_count`, POSTed to each app's
-//! URLs in Pusher's batched, signed form.
+//! URLs in Pusher's batched, signed form. A URL may take only some event types and channels
+//! (`pusher::hook_targets`) and adds its configured headers.
 //!
 //! A core only pushes an event into its own lock-free SPSC ring (`rtrb`) and never waits: when
 //! the ring is full the event is dropped and counted. A dispatcher thread drains the rings,
@@ -63,7 +64,7 @@ pub(crate) fn counters() -> Snapshot {
 }
 
 /// The signed body of a batch: `{"time_ms":…,"events":[…]}` and its `X-Pusher-Signature`.
-pub(crate) fn body(time_ms: u64, events: &[String], secret: &str) -> (String, String) {
+pub(crate) fn body(time_ms: u64, events: &[&str], secret: &str) -> (String, String) {
     let mut body = format!("{{\"time_ms\":{time_ms},\"events\":[");
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
@@ -82,7 +83,7 @@ mod tests {
 
     #[test]
     fn body_is_signed_as_sent() {
-        let (b, sig) = body(1, &[r#"{"name":"channel_occupied","channel":"a"}"#.into()], "secret");
+        let (b, sig) = body(1, &[r#"{"name":"channel_occupied","channel":"a"}"#], "secret");
         assert_eq!(b, r#"{"time_ms":1,"events":[{"name":"channel_occupied","channel":"a"}]}"#);
         assert_eq!(sig, crate::pusher::auth::sign("secret", &[b.as_bytes()]));
         let v: serde_json::Value = serde_json::from_str(&b).unwrap();

@@ -1,5 +1,7 @@
 //! The other nodes' messages on the bus (pub/sub): events to deliver here, terminations,
-//! queries to answer and answers to our queries. Reconnects with backoff.
+//! queries to answer and answers to our queries; and what Redis's scripts publish (watchlist
+//! users going online or offline, live subscription counts), which every node applies.
+//! Reconnects with backoff.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -39,6 +41,8 @@ pub(super) async fn subscriber(b: Shared) {
             }
         };
         backoff = Duration::from_millis(100);
+        // What was published before this subscription is lost to this node.
+        b.borrow_mut().send_all(|| ClusterIn::BusUp);
         let mut messages = ps.on_message();
         while let Some(msg) = messages.next().await {
             let Ok(bus) = serde_json::from_slice::<Bus>(msg.get_payload_bytes()) else { continue };
@@ -49,7 +53,7 @@ pub(super) async fn subscriber(b: Shared) {
 }
 
 async fn on_bus(b: &Shared, msg: Bus) {
-    if NodeId(msg.origin()) == b.borrow().s.node {
+    if msg.origin().is_some_and(|n| NodeId(n) == b.borrow().s.node) {
         return; // our own publish: already delivered here
     }
     STATUS.received.fetch_add(1, Ordering::Relaxed);
@@ -84,6 +88,20 @@ async fn on_bus(b: &Shared, msg: Bus) {
             };
             let msg = ClusterIn::Ask { from_node: NodeId(node), id, app, filter, members: false };
             br.send_core(CoreId(0), msg);
+        }
+        Bus::User { app, user, online, seq } => {
+            let mut br = b.borrow_mut();
+            let Some(app) = br.app_index(&app) else { return };
+            let cores = u16::try_from(br.to_cores.len()).unwrap_or(u16::MAX);
+            let owner = crate::pusher::user_owner(app, &user, cores);
+            br.send_core(owner, ClusterIn::UserOnline { app, user: user.into(), online, seq: Some(seq) });
+        }
+        Bus::Count { app, channel, count } => {
+            let mut br = b.borrow_mut();
+            let Some(app) = br.app_index(&app) else { return };
+            let frame = crate::pusher::messages::subscription_count(&channel, count);
+            let p = Arc::new(Publish { app, channel: channel.into(), frame, except: None, cache: None });
+            br.send_all(|| ClusterIn::Publish(p.clone()));
         }
         Bus::Answer { node, to, id, rows } => {
             if NodeId(to) == b.borrow().s.node {

@@ -1,5 +1,6 @@
-//! Keeps the command connection up, this node's heartbeat fresh, and removes the presence and
-//! occupancy of nodes whose heartbeat lapsed (announcing the members who were only there).
+//! Keeps the command connection up, this node's heartbeat fresh, and removes the presence,
+//! occupancy, signed-in users and subscription counts of nodes whose heartbeat lapsed
+//! (announcing the members and users who were only there, and the new counts).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
 use super::super::bus::Bus;
-use super::{STATUS, Shared, con_of, presence, publish_bus};
+use super::{STATUS, Shared, con_of, counts, presence, publish_bus, users};
 use crate::core::io::CoreId;
 use crate::pusher::apps::AppIdx;
 use crate::pusher::messages::{self, Member};
@@ -163,7 +164,23 @@ async fn clean_up_dead(b: &Shared, con: &mut MultiplexedConnection, dead: NodeId
             b.borrow_mut().send_core(CoreId(0), ClusterIn::Webhook { app, event });
         }
     }
-    redis::cmd("DEL").arg(&p_key).arg(&o_key).query_async::<i64>(con).await?;
+    // Its signed-in users (watchlists) and subscription counts: the scripts publish what
+    // changes to every node.
+    let (u_key, sc_key) = {
+        let br = b.borrow();
+        (br.key(&format!("node:{dead}:u")), br.key(&format!("node:{dead}:sc")))
+    };
+    let signed_in: Vec<String> = redis::cmd("SMEMBERS").arg(&u_key).query_async(con).await?;
+    for entry in &signed_in {
+        let Some((app_id, user)) = entry.rsplit_once('|') else { continue };
+        users::report_raw(b, con, app_id, user, dead, false).await;
+    }
+    let counted: Vec<String> = redis::cmd("SMEMBERS").arg(&sc_key).query_async(con).await?;
+    for entry in &counted {
+        let Some((app_id, channel)) = entry.rsplit_once('|') else { continue };
+        counts::report_raw(b, con, app_id, channel, dead, 0).await;
+    }
+    redis::cmd("DEL").arg(&p_key).arg(&o_key).arg(&u_key).arg(&sc_key).query_async::<i64>(con).await?;
     redis::cmd("SREM").arg(&nodes_key).arg(dead.0).query_async::<i64>(con).await?;
     log::info!("node {dead} stopped answering: removed its presence ({removed} members left the cluster)");
     Ok(())

@@ -2,14 +2,17 @@
 //! tasks share one `Bridge` (a `RefCell` on one thread; no borrow is held across an await):
 //! one task per core drains that core's ring (`outbound`), one receives the other nodes' bus
 //! messages (`inbound`), one keeps the connection, the heartbeat and the dead-node clean-up
-//! (`liveness`). Presence and occupancy go through atomic Lua scripts (`presence`); channel
-//! queries gather every node's answer (`queries`).
+//! (`liveness`). Presence and occupancy go through atomic Lua scripts (`presence`), as do
+//! watchlist online status (`users`) and live subscription counts (`counts`); channel queries
+//! gather every node's answer (`queries`).
 
+mod counts;
 mod inbound;
 mod liveness;
 mod outbound;
 mod presence;
 mod queries;
+mod users;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};

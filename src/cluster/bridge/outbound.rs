@@ -1,14 +1,17 @@
 //! A core's messages to the bridge, handled in order per core: publishes go on the bus,
-//! presence and occupancy through the Lua scripts, queries to `queries`.
+//! presence, occupancy, watchlist users and live counts through the Lua scripts, queries to
+//! `queries`.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde_json::json;
 
 use super::super::bus::Bus;
 use super::super::ring::Rx;
-use super::{STATUS, Shared, con_of, presence, publish_bus, queries};
+use super::{STATUS, Shared, con_of, counts, presence, publish_bus, queries, users};
 use crate::core::io::CoreId;
+use crate::pusher::messages;
 use crate::pusher::wire::{ClusterIn, ClusterOut, Publish};
 
 /// Handles one core's messages in order.
@@ -89,6 +92,40 @@ async fn handle(b: &Shared, shard: CoreId, msg: ClusterOut) {
             let node = b.borrow().s.node;
             let rows = rows.into_iter().map(|(n, r)| (n.to_string(), r.subscriptions)).collect();
             publish_bus(b, &mut con, &Bus::Answer { node: node.0, to: to_node.0, id, rows }).await;
+        }
+        ClusterOut::Count { app, channel, count } => {
+            let total = match con_of(b) {
+                Some(mut con) => counts::report(b, &mut con, app, &channel, count).await,
+                None => None,
+            };
+            // Redis publishes the total to every node. Unreachable: this node's subscribers get
+            // this node's count.
+            if total.is_none() && count > 0 {
+                let frame = messages::subscription_count(&channel, count);
+                let p = Arc::new(Publish { app, channel, frame, except: None, cache: None });
+                b.borrow_mut().send_all(|| ClusterIn::Publish(p.clone()));
+            }
+        }
+        ClusterOut::UserOnline { shard: owner, app, user, online } => {
+            let answer = match con_of(b) {
+                Some(mut con) => users::report(b, &mut con, app, &user, online).await,
+                None => None,
+            };
+            let msg = match answer {
+                Some((now_online, seq)) => {
+                    ClusterIn::UserOnline { app, user, online: now_online, seq: Some(seq) }
+                }
+                // Unreachable: this node's view (the user's first or last connection here).
+                None => ClusterIn::UserOnline { app, user, online, seq: None },
+            };
+            b.borrow_mut().send_core(owner, msg);
+        }
+        ClusterOut::UserStatus { shard: owner, app, users } => {
+            let answer = match con_of(b) {
+                Some(mut con) => users::status(b, &mut con, app, &users).await,
+                None => None,
+            };
+            b.borrow_mut().send_core(owner, ClusterIn::UserStatus { app, users, answer });
         }
         #[cfg(debug_assertions)]
         ClusterOut::Panic => panic!("fault injection: the Redis bridge panics (asked by core {shard})"),

@@ -17,6 +17,27 @@ function client(port, user) {
   });
 }
 
+// A pusher-js client on `port` signed in (by the official SDK) as `user` with `watchlist`,
+// recording its watchlist events. Resolves once signed in.
+async function signedIn(port, user, watchlist) {
+  const auth = sdk(port);
+  const p = new Pusher('app-key', {
+    wsHost: '127.0.0.1', wsPort: port, forceTLS: false, enabledTransports: ['ws'], cluster: 'local',
+    userAuthentication: {
+      customHandler: (q, cb) => cb(null, auth.authenticateUser(q.socketId, watchlist ? { id: user, watchlist } : { id: user })),
+    },
+    channelAuthorization: { customHandler: (q, cb) => cb(null, auth.authorizeChannel(q.socketId, q.channelName)) },
+  });
+  const online = [];
+  const offline = [];
+  const log = []; // [name, user_ids] in arrival order
+  p.user.watchlist.bind('online', (e) => { online.push(e.user_ids); log.push(['online', e.user_ids]); });
+  p.user.watchlist.bind('offline', (e) => { offline.push(e.user_ids); log.push(['offline', e.user_ids]); });
+  p.signin();
+  await until(() => p.user.user_data && p.user.user_data.id === user, 'the sign-in of ' + user);
+  return { p, online, offline, log };
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // The only fixed waits the scenarios use, named for what they are:
 // - absenceWindow: after the state was reached (never to reach it), the time anything that must
@@ -77,6 +98,6 @@ function run(main) {
 }
 
 module.exports = {
-  Pusher, PusherServer, NODES, sdk, client, absenceWindow, pace, subscribed, until, subscriptionCount, metric, run, assert,
-  collectWebhooks,
+  Pusher, PusherServer, NODES, sdk, client, signedIn, absenceWindow, pace, subscribed, until, subscriptionCount, metric,
+  run, assert, collectWebhooks,
 };
