@@ -46,6 +46,9 @@ pub struct Cli {
     /// Serve the /echo WebSocket endpoint (conformance runs and raw benchmarks).
     #[arg(long, env = "CORECAST_ECHO", num_args = 0..=1, default_missing_value = "true")]
     pub echo: Option<bool>,
+    /// Negotiate permessage-deflate (RFC 7692, no context takeover) with clients that offer it.
+    #[arg(long, env = "CORECAST_PERMESSAGE_DEFLATE", num_args = 0..=1, default_missing_value = "true")]
+    pub permessage_deflate: Option<bool>,
     /// Seconds a client may take to send its HTTP request head [default: 10].
     #[arg(long, env = "CORECAST_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Option<u32>,
@@ -135,6 +138,8 @@ pub struct Config {
     pub backlog: u32,
     /// Serve the /echo WebSocket endpoint.
     pub echo: bool,
+    /// Negotiate permessage-deflate with clients that offer it.
+    pub permessage_deflate: bool,
     /// Seconds a client may take to send its HTTP request head.
     pub handshake_timeout: u32,
     /// Seconds without client activity before the server pings.
@@ -184,6 +189,7 @@ impl Default for Config {
             max_connections: 1_000_000,
             backlog: 65535,
             echo: false,
+            permessage_deflate: false,
             handshake_timeout: 10,
             activity_timeout: 120,
             pong_timeout: 30,
@@ -245,6 +251,7 @@ impl Config {
             max_connections,
             backlog,
             echo,
+            permessage_deflate,
             handshake_timeout,
             activity_timeout,
             pong_timeout,
@@ -378,6 +385,7 @@ impl Config {
             max_outbound_bytes: self.max_outbound_bytes,
             max_body: self.max_body_size,
             echo: self.echo,
+            deflate: self.permessage_deflate,
             handshake_timeout: self.handshake_timeout,
             activity_timeout: self.activity_timeout,
             pong_timeout: self.pong_timeout,

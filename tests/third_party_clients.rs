@@ -24,16 +24,25 @@ fn python_websockets_client() {
     );
 }
 
-/// Runs an Autobahn fuzzing client against /echo (cases 1.* to 10.*) and fails on any case that
-/// is not OK, NON-STRICT or INFORMATIONAL.
-fn autobahn(runner: &str) {
+/// Which of Autobahn's cases a run covers.
+#[derive(Clone, Copy, PartialEq)]
+enum Cases {
+    /// 1.* to 10.*: framing, pings, reserved bits, opcodes, fragmentation, UTF-8, close, limits.
+    Core,
+    /// 12.* and 13.*: permessage-deflate (the server started with --permessage-deflate).
+    Compression,
+}
+
+/// Runs an Autobahn fuzzing client against /echo and fails on any case that is not OK,
+/// NON-STRICT or INFORMATIONAL.
+fn autobahn(runner: &str, which: Cases) {
     let tool = match runner {
         "kosoku" => installed("py/bin/kosoku", "kosoku (Autobahn's cases for Python 3)"),
         _ => installed("V2/bin/wstest", "the Autobahn TestSuite (wstest, Python 2.7)"),
     };
     // Autobahn's 9.* cases send messages up to 16 MiB: allow them for this run.
     let big = "20000000";
-    let server = Server::start(&[
+    let mut args = vec![
         "--echo",
         "--max-message-size",
         big,
@@ -41,14 +50,29 @@ fn autobahn(runner: &str) {
         big,
         "--max-outbound-bytes",
         "40000000",
-    ]);
+    ];
+    if which == Cases::Compression {
+        args.push("--permessage-deflate");
+    }
+    let server = Server::start(&args);
+    let (include, exclude): (&[&str], &[&str]) = match which {
+        Cases::Core => (&["*"], &["12.*", "13.*"]),
+        Cases::Compression => (&["12.*", "13.*"], &[]),
+    };
     let out_dir = std::env::temp_dir().join(format!("corecast-autobahn-{runner}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir).unwrap();
     let status = if runner == "kosoku" {
         // kosoku takes host:port only: with --echo, an upgrade on / is the echo endpoint.
-        Command::new(&tool)
-            .args(["-m", "fuzzingclient", "-x", "12.*", "-x", "13.*", "-o"])
+        let mut cmd = Command::new(&tool);
+        cmd.args(["-m", "fuzzingclient", "-p", "2"]);
+        for c in include.iter().filter(|c| **c != "*") {
+            cmd.args(["-i", c]);
+        }
+        for c in exclude {
+            cmd.args(["-x", c]);
+        }
+        cmd.arg("-o")
             .arg(&out_dir)
             .arg(server.addr())
             .current_dir(&out_dir)
@@ -60,8 +84,8 @@ fn autobahn(runner: &str) {
             "options": {"failByDrop": false},
             "outdir": out_dir.join("reports"),
             "servers": [{"agent": "corecast", "url": server.url("/echo")}],
-            "cases": ["*"],
-            "exclude-cases": ["12.*", "13.*"],
+            "cases": include,
+            "exclude-cases": exclude,
             "exclude-agent-cases": {}
         });
         std::fs::write(out_dir.join("spec.json"), spec.to_string()).unwrap();
@@ -85,7 +109,8 @@ fn autobahn(runner: &str) {
             bad.push(format!("{id}: {behavior}/{close}"));
         }
     }
-    assert!(cases.len() >= 300, "only {} cases ran", cases.len());
+    let expected = if which == Cases::Core { 300 } else { 200 };
+    assert!(cases.len() >= expected, "only {} cases ran", cases.len());
     assert!(bad.is_empty(), "Autobahn ({runner}) cases not passed: {bad:?}");
     assert!(status.success(), "the Autobahn runner ({runner}) failed");
     let _ = std::fs::remove_dir_all(&out_dir);
@@ -102,13 +127,27 @@ fn autobahn_wstest_cases_1_to_10() {
         "scripts/test-deps.sh did not install the Autobahn TestSuite (wstest needs Python 2.7: set \
          CORECAST_PY27 or install python2.7; its log is .testenv/logs/autobahn.log)"
     );
-    autobahn("wstest");
+    autobahn("wstest", Cases::Core);
 }
 
 /// The same cases with kosoku (a Python 3 runner of Autobahn's cases).
 #[test]
 fn autobahn_kosoku_cases_1_to_10() {
-    autobahn("kosoku");
+    autobahn("kosoku", Cases::Core);
+}
+
+/// permessage-deflate (RFC 7692): Autobahn's compression cases with wstest.
+#[test]
+fn autobahn_wstest_compression_cases_12_and_13() {
+    let runner = std::fs::read_to_string(testenv().join("autobahn-runner")).unwrap_or_default();
+    assert_eq!(runner.trim(), "wstest", "scripts/test-deps.sh did not install wstest (Python 2.7)");
+    autobahn("wstest", Cases::Compression);
+}
+
+/// permessage-deflate (RFC 7692): Autobahn's compression cases with kosoku.
+#[test]
+fn autobahn_kosoku_compression_cases_12_and_13() {
+    autobahn("kosoku", Cases::Compression);
 }
 
 fn find_index(dir: &std::path::Path) -> Option<std::path::PathBuf> {

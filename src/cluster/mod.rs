@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::core::io::Outlet;
 use crate::pusher::wire::{ClusterIn, ClusterOut};
 
-pub(crate) use bridge::{claim_node_id, start};
+pub(crate) use bridge::{NodeSetup, claim_node_id, start};
 
 /// Slots in each ring between a core and the bridge.
 pub(crate) const RING: usize = 65_536;

@@ -6,6 +6,7 @@ use std::task::Waker;
 use super::io::Socket;
 use super::outq::OutQueue;
 use crate::protocol::decoder::Partial;
+use crate::protocol::deflate::Negotiated;
 
 /// A connection's slab index plus the generation that makes stale references detectable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,7 +82,7 @@ pub(crate) enum Inbound {
 ///
 /// Layout (x86_64), 64 bytes plus `X`:
 /// - 16: the socket (a boxed trait object, owned: dropping the entry closes it);
-/// - 16: generation 4, last_seen 4, timer_at 4, phase 1, kind 1, flags 1, service flags 1;
+/// - 16: generation 4, last_seen 4, timer_at 4, phase 1, kind 1, flags 1, permessage-deflate 1;
 /// - 16: the task's waker;
 /// - 8 each: output queue and inbound bytes — null pointers except while output is queued or
 ///   a request, frame or message is incomplete.
@@ -95,8 +96,8 @@ pub(crate) struct Conn<X> {
     pub(crate) phase: Phase,
     pub(crate) kind: Kind,
     pub(crate) flags: u8,
-    /// Eight flag bits the service may use as it likes.
-    pub(crate) svc_flags: u8,
+    /// The permessage-deflate parameters the WebSocket negotiated, if any.
+    pub(crate) deflate: Option<Negotiated>,
     pub(crate) waker: Option<Waker>,
     pub(crate) out: Option<Box<OutQueue>>,
     pub(crate) inbound: Option<Box<Inbound>>,
@@ -116,7 +117,7 @@ impl<X: Default> Conn<X> {
             phase: Phase::Http,
             kind,
             flags: 0,
-            svc_flags: 0,
+            deflate: None,
             waker: None,
             out: None,
             inbound: None,

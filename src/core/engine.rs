@@ -14,7 +14,8 @@ use super::service::{Goodbye, Policy, Service};
 use super::stats::Stats;
 use super::wheel::{self, Wheel};
 use crate::protocol::decoder::Limits;
-use crate::protocol::frame;
+use crate::protocol::deflate::{CompressedFrame, Deflater, Inflater};
+use crate::protocol::frame::{self, Opcode};
 
 /// What a core needs to know, resolved once from the configuration.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub(crate) struct Settings {
     pub(crate) max_body: usize,
     /// Serve `/echo`.
     pub(crate) echo: bool,
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it.
+    pub(crate) deflate: bool,
     /// Seconds to send a request head.
     pub(crate) handshake_timeout: u32,
     /// Seconds of silence before a heartbeat ping.
@@ -56,6 +59,7 @@ impl Default for Settings {
             max_outbound_bytes: 256 * 1024,
             max_body: 100 * 1024,
             echo: false,
+            deflate: false,
             handshake_timeout: 10,
             activity_timeout: 120,
             pong_timeout: 30,
@@ -103,6 +107,11 @@ pub(crate) struct Engine<S: Service> {
     pub(crate) peer_link: Option<Box<dyn PeerLink<S::Peer>>>,
     /// Per peer: the mesh pump holds a message it waits to send (order: no bypass).
     pub(crate) pump_holding: Vec<bool>,
+    /// The core's inflater for compressed client messages (made on first use).
+    pub(crate) inflater: Option<Box<Inflater>>,
+    /// The core's compressor for frames to connections that negotiated compression (made on
+    /// first use).
+    deflater: Option<Box<Deflater>>,
 }
 
 impl<S: Service> Engine<S> {
@@ -131,6 +140,8 @@ impl<S: Service> Engine<S> {
             outbox_waker: None,
             peer_link: None,
             pump_holding: vec![false; cores],
+            inflater: None,
+            deflater: None,
         }
     }
 
@@ -218,7 +229,13 @@ impl<S: Service> Engine<S> {
     /// Queues `frame` for the connection in slot `idx` (fan-out): it is written by the flusher,
     /// together with whatever else is due to that connection in this turn. False if the
     /// connection takes nothing more (closing or gone).
-    pub(crate) fn push(&mut self, idx: u32, frame: &Bytes) -> bool {
+    /// When the event also exists compressed, a connection that negotiated permessage-deflate
+    /// (with a window that fits) gets `compressed` instead.
+    pub(crate) fn push(&mut self, idx: u32, frame: &Bytes, compressed: Option<&CompressedFrame>) -> bool {
+        let frame = match (compressed, self.conns.get(idx as usize).and_then(|c| c.deflate)) {
+            (Some(c), Some(n)) if n.accepts(c.window_bits) => &c.frame,
+            _ => frame,
+        };
         if !self.enqueue(idx, frame) {
             return false;
         }
@@ -423,6 +440,29 @@ impl<S: Service> Engine<S> {
         self.conns.capacity() * std::mem::size_of::<Conn<S::Conn>>()
             + self.conns.iter().map(|(_, c)| c.heap_bytes()).sum::<usize>()
             + self.wheel.len() * std::mem::size_of::<wheel::Entry>()
+    }
+
+    /// `payload` as one compressed frame, when compression is on and that is smaller than the
+    /// plain frame: what a publish sends to the connections that negotiated permessage-deflate
+    /// (compressed once, shared by all of them).
+    pub(crate) fn compress(&mut self, opcode: Opcode, payload: &[u8]) -> Option<CompressedFrame> {
+        if !self.settings.deflate {
+            return None;
+        }
+        self.deflater.get_or_insert_with(|| Box::new(Deflater::new())).frame_if_smaller(opcode, payload)
+    }
+
+    /// A frame for one connection: compressed (within its window) if it negotiated
+    /// permessage-deflate, else plain (the echo endpoint's replies mirror what the client
+    /// negotiated).
+    pub(crate) fn frame_for(&mut self, key: ConnKey, opcode: Opcode, payload: &[u8]) -> Bytes {
+        match self.conn(key).and_then(|c| c.deflate) {
+            Some(n) => {
+                let d = self.deflater.get_or_insert_with(|| Box::new(Deflater::new()));
+                d.frame_within(opcode, payload, n.server_max_window_bits()).frame
+            }
+            None => frame::encode(opcode, payload),
+        }
     }
 
     /// Accounts for a connection's queue going away with it.

@@ -243,8 +243,12 @@ impl<S: Service> Core<S> {
                 }
             }
         }
-        self.e.send(key, handshake::switching_protocols(&accept));
+        let deflate = handshake::negotiate(req, self.e.settings().deflate);
+        self.e.send(key, handshake::switching_protocols_with(&accept, deflate));
         self.open_ws(key, kind, state, refusal.is_none());
+        if let Some(conn) = self.e.conn_mut(key) {
+            conn.deflate = deflate;
+        }
         if kind == Kind::Service {
             self.s.opened(&mut self.e, key, refusal);
         }

@@ -345,7 +345,7 @@ fn regression_no_frame_follows_our_close_frame() {
     assert_eq!(sock.take()[0], 0x88);
     let pushed = core.with_service(|_, e| {
         e.send(key, text_frame(b"late"));
-        e.push(key.idx, &text_frame(b"later"))
+        e.push(key.idx, &text_frame(b"later"), None)
     });
     assert!(!pushed);
     core.run_conn(key, &sock);
@@ -361,9 +361,9 @@ fn regression_cutting_a_slow_consumer_keeps_a_partly_written_frame() {
     core.e.conns[key.idx as usize].kind = super::conn::Kind::Service;
     // The socket takes 5 bytes of the first frame, then nothing.
     sock.set_room(Some(5));
-    core.with_service(|_, e| e.push(key.idx, &text_frame(&[b'a'; 60])));
+    core.with_service(|_, e| e.push(key.idx, &text_frame(&[b'a'; 60]), None));
     core.run_conn(key, &sock);
-    core.with_service(|_, e| e.push(key.idx, &text_frame(&[b'b'; 60])));
+    core.with_service(|_, e| e.push(key.idx, &text_frame(&[b'b'; 60]), None));
     assert_eq!(core.e.stats.slow_consumers, 1);
     // Over budget: the unstarted frame is dropped; the started one is completed first, then the
     // close frame.
@@ -405,7 +405,7 @@ fn fan_out_in_one_turn_is_one_send_per_connection_in_order() {
     let before: Vec<u64> = conns.iter().map(|(_, s)| s.0.borrow().sends).collect();
     for i in 0..5u8 {
         for (key, _) in &conns {
-            assert!(core.e.push(key.idx, &text_frame(&[b'0' + i])));
+            assert!(core.e.push(key.idx, &text_frame(&[b'0' + i]), None));
         }
     }
     // Nothing is written until the flusher runs.
@@ -424,8 +424,8 @@ fn fan_out_in_one_turn_is_one_send_per_connection_in_order() {
 fn a_direct_reply_goes_after_frames_already_due_and_in_the_same_send() {
     let mut core = core();
     let (key, sock) = open_echo(&mut core);
-    core.e.push(key.idx, &text_frame(b"a"));
-    core.e.push(key.idx, &text_frame(b"b"));
+    core.e.push(key.idx, &text_frame(b"a"), None);
+    core.e.push(key.idx, &text_frame(b"b"), None);
     let sends = sock.0.borrow().sends;
     // The peer pings: the pong is a direct reply, written before the entry point returns.
     feed(&mut core, key, &sock, &masked(9, b"p"));
@@ -438,12 +438,12 @@ fn a_partly_written_batch_is_completed_before_anything_else() {
     let mut core = core();
     let (key, sock) = open_echo(&mut core);
     sock.set_room(Some(4));
-    core.e.push(key.idx, &text_frame(b"abc"));
-    core.e.push(key.idx, &text_frame(b"def"));
+    core.e.push(key.idx, &text_frame(b"abc"), None);
+    core.e.push(key.idx, &text_frame(b"def"), None);
     assert_eq!(core.run_conn(key, &sock), State::Blocked);
     assert_eq!(sock.take(), [0x81, 3, b'a', b'b']);
     // Later frames and replies queue behind the rest.
-    core.e.push(key.idx, &text_frame(b"ghi"));
+    core.e.push(key.idx, &text_frame(b"ghi"), None);
     core.e.send(key, text_frame(b"jkl"));
     sock.set_room(None);
     core.run_conn(key, &sock);
@@ -462,7 +462,7 @@ fn a_partly_written_batch_is_completed_before_anything_else() {
 fn idle_connections_keep_no_write_state_after_a_flush() {
     let mut core = core();
     let (key, sock) = open_echo(&mut core);
-    core.e.push(key.idx, &text_frame(b"x"));
+    core.e.push(key.idx, &text_frame(b"x"), None);
     core.run_conn(key, &sock);
     let conn = core.e.conn(key).unwrap();
     assert!(conn.out.is_none() && !conn.has(flag::DIRTY) && !conn.has(flag::BLOCKED));

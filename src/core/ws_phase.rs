@@ -7,6 +7,7 @@ use super::Core;
 use super::conn::{ConnKey, Inbound, Kind, Phase, flag};
 use super::service::Service;
 use crate::protocol::decoder::{self, Event, Partial};
+use crate::protocol::deflate::Inflater;
 use crate::protocol::frame::{self, Opcode};
 
 impl<S: Service> Core<S> {
@@ -22,7 +23,15 @@ impl<S: Service> Core<S> {
             Some(Inbound::Frame(p)) => Some(Box::new(p)),
             Some(Inbound::Head(_)) | None => None,
         };
-        let result = decoder::decode(&mut rx, input, &limits, |ev| self.on_event(key, ev));
+        // A connection that negotiated compression borrows the core's inflater for the call.
+        let mut inflater =
+            conn.deflate.map(|_| self.e.inflater.take().unwrap_or_else(|| Box::new(Inflater::new())));
+        let result = decoder::decode_with(&mut rx, input, &limits, inflater.as_deref_mut(), |ev| {
+            self.on_event(key, ev)
+        });
+        if inflater.is_some() {
+            self.e.inflater = inflater;
+        }
         match result {
             Ok(_) => {
                 if let (Some(conn), Some(p)) = (self.e.conn_mut(key), rx) {
@@ -71,7 +80,10 @@ impl<S: Service> Core<S> {
     fn on_message(&mut self, key: ConnKey, kind: Kind, opcode: Opcode, payload: &[u8]) {
         self.e.stats.messages_in += 1;
         match kind {
-            Kind::Echo => self.e.send(key, frame::encode(opcode, payload)),
+            Kind::Echo => {
+                let reply = self.e.frame_for(key, opcode, payload);
+                self.e.send(key, reply);
+            }
             Kind::Service => self.s.message(&mut self.e, key, opcode, payload),
             Kind::Http | Kind::MetricsHttp => {}
         }

@@ -42,7 +42,7 @@ impl Pusher {
     /// The connection signed in or subscribed to a channel that needed the app's signature.
     pub(crate) fn authorized(&mut self, e: &mut Net, key: ConnKey) {
         if let Some(conn) = e.conn_mut(key) {
-            conn.svc_flags |= flag::AUTHORIZED;
+            conn.ext.flags |= flag::AUTHORIZED;
         }
     }
 
@@ -56,7 +56,7 @@ impl Pusher {
                 }
                 self.deadlines.0[i].pop_front();
                 let unauthorized =
-                    e.conn(key).is_some_and(|c| c.is_open() && c.svc_flags & flag::AUTHORIZED == 0);
+                    e.conn(key).is_some_and(|c| c.is_open() && c.ext.flags & flag::AUTHORIZED == 0);
                 if unauthorized {
                     self.stats.unauthorized_closed += 1;
                     let timeout = self.apps.all()[i].authorized_connections_timeout;

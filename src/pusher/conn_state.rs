@@ -5,7 +5,7 @@
 use super::apps::AppIdx;
 use super::channels::ChannelId;
 
-/// Bits of `Conn::svc_flags`.
+/// Bits of `PusherConn::flags`.
 pub(crate) mod flag {
     /// `connection_established` was sent (the app's quota admitted it).
     pub(crate) const ADMITTED: u8 = 1 << 0;
@@ -19,7 +19,7 @@ pub(crate) mod flag {
 }
 
 /// Per-connection Pusher state. 12 bytes: the first subscription 4, the app 2, the client-event
-/// rate window's second 2 and count 1, padding 3.
+/// rate window's second 2 and count 1, flags 1, padding 2.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct PusherConn {
     /// The first channel subscribed to (or joining).
@@ -30,6 +30,8 @@ pub(crate) struct PusherConn {
     pub(crate) rate_second: u16,
     /// Client events sent in second `rate_second`.
     pub(crate) rate_count: u8,
+    /// `flag` bits.
+    pub(crate) flags: u8,
 }
 
 const _: () = assert!(std::mem::size_of::<PusherConn>() == 12);
@@ -45,7 +47,7 @@ impl super::Pusher {
     ) -> bool {
         let Some(conn) = e.conn(key) else { return false };
         conn.ext.first_sub == Some(id)
-            || (conn.svc_flags & flag::MORE_SUBS != 0
+            || (conn.ext.flags & flag::MORE_SUBS != 0
                 && self.more_subs.get(&key.idx).is_some_and(|m| m.contains(&id)))
     }
 
@@ -53,7 +55,7 @@ impl super::Pusher {
     pub(crate) fn sub_count(&self, e: &super::Net, key: crate::core::conn::ConnKey) -> usize {
         let Some(conn) = e.conn(key) else { return 0 };
         usize::from(conn.ext.first_sub.is_some())
-            + if conn.svc_flags & flag::MORE_SUBS != 0 {
+            + if conn.ext.flags & flag::MORE_SUBS != 0 {
                 self.more_subs.get(&key.idx).map_or(0, Vec::len)
             } else {
                 0
@@ -66,7 +68,7 @@ impl super::Pusher {
         if conn.ext.first_sub.is_none() {
             conn.ext.first_sub = Some(id);
         } else {
-            conn.svc_flags |= flag::MORE_SUBS;
+            conn.ext.flags |= flag::MORE_SUBS;
             self.more_subs.entry(key.idx).or_default().push(id);
         }
     }
@@ -79,7 +81,7 @@ impl super::Pusher {
         id: ChannelId,
     ) -> bool {
         let Some(conn) = e.conn_mut(key) else { return false };
-        let more = conn.svc_flags & flag::MORE_SUBS != 0;
+        let more = conn.ext.flags & flag::MORE_SUBS != 0;
         let removed = if conn.ext.first_sub == Some(id) {
             conn.ext.first_sub =
                 if more { self.more_subs.get_mut(&key.idx).and_then(Vec::pop) } else { None };
@@ -97,7 +99,7 @@ impl super::Pusher {
         };
         if more && self.more_subs.get(&key.idx).is_none_or(Vec::is_empty) {
             self.more_subs.remove(&key.idx);
-            conn.svc_flags &= !flag::MORE_SUBS;
+            conn.ext.flags &= !flag::MORE_SUBS;
         }
         removed
     }
@@ -110,8 +112,8 @@ impl super::Pusher {
     ) -> Vec<ChannelId> {
         let Some(conn) = e.conn_mut(key) else { return Vec::new() };
         let mut all: Vec<ChannelId> = conn.ext.first_sub.take().into_iter().collect();
-        if conn.svc_flags & flag::MORE_SUBS != 0 {
-            conn.svc_flags &= !flag::MORE_SUBS;
+        if conn.ext.flags & flag::MORE_SUBS != 0 {
+            conn.ext.flags &= !flag::MORE_SUBS;
             all.extend(self.more_subs.remove(&key.idx).unwrap_or_default());
         }
         all

@@ -12,6 +12,8 @@ use super::peer::PeerMsg;
 use super::socket_id::SocketRef;
 use super::wire::{ClusterOut, Publish};
 use super::{Cached, Net, Pusher};
+use crate::protocol::deflate::CompressedFrame;
+use crate::protocol::frame::{self, Opcode};
 
 impl Pusher {
     /// Delivers `frame` to every subscriber of `channel` on every core (and node), except
@@ -27,9 +29,10 @@ impl Pusher {
         cache: Option<Box<str>>,
     ) {
         self.stats.published += 1;
-        let p = Publish { app, channel: channel.into(), frame, except, cache };
+        let compressed = e.compress(Opcode::Text, frame::payload_of(&frame));
+        let p = Publish { app, channel: channel.into(), frame, compressed, except, cache };
         if e.settings().cores == 1 && self.cluster.is_none() {
-            return self.deliver_local(e, &p, &p.frame);
+            return self.deliver_local(e, &p, &p.frame, p.compressed.as_ref());
         }
         // One shared message for every other core and for the other nodes.
         let p = Arc::new(p);
@@ -43,7 +46,7 @@ impl Pusher {
             }
             e.send_to_peer(peer, PeerMsg::Publish(p.clone()));
         }
-        self.deliver_local(e, &p, &p.frame);
+        self.deliver_local(e, &p, &p.frame, p.compressed.as_ref());
     }
 
     /// An event published on another core or node: queued for this core's subscribers from a
@@ -51,7 +54,11 @@ impl Pusher {
     /// counts stay in this core's cache instead of bouncing between cores.
     pub(crate) fn deliver_remote(&mut self, e: &mut Net, p: &Publish) {
         let frame = Bytes::copy_from_slice(&p.frame);
-        self.deliver_local(e, p, &frame);
+        let compressed = p
+            .compressed
+            .as_ref()
+            .map(|c| CompressedFrame { frame: Bytes::copy_from_slice(&c.frame), window_bits: c.window_bits });
+        self.deliver_local(e, p, &frame, compressed.as_ref());
     }
 
     /// Whether a publish would be accepted by every core's queue now: false when this core's
@@ -63,7 +70,13 @@ impl Pusher {
 
     /// Queues `frame` (the event's, or a copy of it) for this core's subscribers of its channel
     /// (for `#server-to-user-{id}`: the connections signed in as `id`).
-    fn deliver_local(&mut self, e: &mut Net, p: &Publish, frame: &Bytes) {
+    fn deliver_local(
+        &mut self,
+        e: &mut Net,
+        p: &Publish,
+        frame: &Bytes,
+        compressed: Option<&CompressedFrame>,
+    ) {
         let (app, channel) = (p.app, &*p.channel);
         if let Some(data) = &p.cache {
             let cached = Cached { frame: frame.clone(), data: data.clone(), at: e.now() };
@@ -75,7 +88,7 @@ impl Pusher {
             if skip.is_some_and(|k| k.idx == idx && e.conn(k).is_some()) {
                 return;
             }
-            if e.push(idx, frame) {
+            if e.push(idx, frame, compressed) {
                 deliveries += 1;
             }
         };

@@ -26,7 +26,7 @@ impl Pusher {
         let mut admitted = vec![0u64; self.connections.len()];
         for key in e.keys() {
             let conn = e.conn(key).expect("listed");
-            let more = conn.svc_flags & flag::MORE_SUBS != 0;
+            let more = conn.ext.flags & flag::MORE_SUBS != 0;
             assert_eq!(more, self.more_subs.contains_key(&key.idx), "MORE_SUBS flag of {key:?}");
             let subs = conn
                 .ext
@@ -40,11 +40,11 @@ impl Pusher {
                     .unwrap_or_else(|| panic!("{key:?} subscribed to a released channel"));
                 assert_eq!(ch.app, conn.ext.app);
             }
-            if conn.svc_flags & flag::ADMITTED != 0 {
+            if conn.ext.flags & flag::ADMITTED != 0 {
                 admitted[conn.ext.app.index()] += 1;
             }
             assert_eq!(
-                conn.svc_flags & flag::SIGNED_IN != 0,
+                conn.ext.flags & flag::SIGNED_IN != 0,
                 self.signed_in.contains_key(&key.idx),
                 "SIGNED_IN of {key:?}"
             );

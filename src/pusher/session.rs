@@ -70,7 +70,7 @@ impl Pusher {
         let socket_id = self.socket_ref(e, key).format();
         let activity_timeout = e.settings().activity_timeout;
         let Some(conn) = e.conn_mut(key) else { return };
-        conn.svc_flags |= flag::ADMITTED;
+        conn.ext.flags |= flag::ADMITTED;
         let app = conn.ext.app;
         self.connections[app.index()] += 1;
         e.send(key, messages::connection_established(&socket_id, activity_timeout));
@@ -85,7 +85,7 @@ impl Pusher {
 
     /// A text message from a Pusher client.
     pub(crate) fn text(&mut self, e: &mut Net, key: ConnKey, text: &[u8]) {
-        if e.conn(key).is_none_or(|c| c.svc_flags & flag::ADMITTED == 0) {
+        if e.conn(key).is_none_or(|c| c.ext.flags & flag::ADMITTED == 0) {
             return;
         }
         let Some(msg) = messages::parse_client(text) else {
@@ -341,7 +341,7 @@ impl Pusher {
                 self.signed_in.insert(key.idx, id.as_str().into());
                 self.users[app.index()].entry(id.as_str().into()).or_default().push(key.idx);
                 if let Some(conn) = e.conn_mut(key) {
-                    conn.svc_flags |= flag::SIGNED_IN;
+                    conn.ext.flags |= flag::SIGNED_IN;
                 }
                 self.authorized(e, key);
                 e.send(key, messages::signin_success(&user_data));
@@ -420,7 +420,7 @@ impl Pusher {
     pub(crate) fn close(&mut self, e: &mut Net, key: ConnKey) {
         let Some(conn) = e.conn(key) else { return };
         let app = conn.ext.app;
-        let admitted = conn.svc_flags & flag::ADMITTED != 0;
+        let admitted = conn.ext.flags & flag::ADMITTED != 0;
         for id in self.take_subs(e, key) {
             self.leave_channel(e, key, app, id);
         }

@@ -640,6 +640,7 @@ fn member_added_inside_a_batch_skips_the_joiner_and_keeps_order() {
     let joiner = events(&cl.take(&j));
     assert_eq!(joiner[0], "pusher_internal:subscription_succeeded");
     assert!(!joiner.iter().any(|e| e == "pusher_internal:member_added"), "{joiner:?}");
+}
 
 /// The `online` and `offline` user ids of a `pusher_internal:watchlist_events` message, sorted.
 fn watch_lists(m: &Value) -> (Vec<String>, Vec<String>) {

@@ -178,7 +178,7 @@ impl Pusher {
                 if online { &mut init.online } else { &mut init.offline }.push(user.into());
                 continue;
             }
-            if e.push(key.idx, frame) {
+            if e.push(key.idx, frame, None) {
                 self.stats.watchlist_events += 1;
             }
         }

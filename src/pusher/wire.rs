@@ -11,6 +11,7 @@ use super::messages::Member;
 use super::query::{Filter, Rows};
 use super::socket_id::{NodeId, SocketRef};
 use crate::core::io::CoreId;
+use crate::protocol::deflate::CompressedFrame;
 
 /// An event to deliver to a channel's subscribers on every core (and node). Shared behind an
 /// `Arc` by every core and the Redis bridge it is handed to.
@@ -22,6 +23,9 @@ pub(crate) struct Publish {
     pub(crate) channel: Box<str>,
     /// The whole WebSocket frame, encoded once.
     pub(crate) frame: Bytes,
+    /// The same event compressed once (permessage-deflate), for the connections that
+    /// negotiated it; None when compression is off or does not pay.
+    pub(crate) compressed: Option<CompressedFrame>,
     /// The connection not to deliver to (the sender, or the HTTP API's `socket_id`).
     pub(crate) except: Option<SocketRef>,
     /// For cache channels: the event's `data`; the event becomes the channel's last.

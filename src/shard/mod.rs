@@ -139,8 +139,13 @@ fn cluster_links(cfg: &Config, node: NodeId, count: usize) -> Option<Vec<CoreLin
     if cfg.redis.is_empty() {
         return None;
     }
-    let apps = cfg.apps.iter().map(|a| a.id.clone()).collect();
-    Some(crate::cluster::start(&cfg.redis, &cfg.redis_prefix, node, u64::from(cfg.node_ttl), apps, count))
+    let setup = crate::cluster::NodeSetup {
+        node,
+        ttl: u64::from(cfg.node_ttl),
+        apps: cfg.apps.iter().map(|a| a.id.clone()).collect(),
+        deflate: cfg.permessage_deflate,
+    };
+    Some(crate::cluster::start(&cfg.redis, &cfg.redis_prefix, setup, count))
 }
 
 fn log_start(cfg: &Config, bound: SocketAddr, count: usize, backlog: u32, node: NodeId) {

@@ -64,10 +64,12 @@ async fn on_bus(b: &Shared, msg: Bus) {
             let frame =
                 crate::protocol::frame::encode(crate::protocol::frame::Opcode::Text, payload.as_bytes());
             let except = except.as_deref().and_then(SocketRef::parse);
+            let compressed = br.compress(&frame);
             let p = Arc::new(Publish {
                 app,
                 channel: channel.into(),
                 frame,
+                compressed,
                 except,
                 cache: cache.map(Into::into),
             });
@@ -100,7 +102,14 @@ async fn on_bus(b: &Shared, msg: Bus) {
             let mut br = b.borrow_mut();
             let Some(app) = br.app_index(&app) else { return };
             let frame = crate::pusher::messages::subscription_count(&channel, count);
-            let p = Arc::new(Publish { app, channel: channel.into(), frame, except: None, cache: None });
+            let p = Arc::new(Publish {
+                app,
+                channel: channel.into(),
+                frame,
+                compressed: None,
+                except: None,
+                cache: None,
+            });
             br.send_all(|| ClusterIn::Publish(p.clone()));
         }
         Bus::Answer { node, to, id, rows } => {

@@ -199,7 +199,9 @@ async fn announce_removed(
     let payload = String::from_utf8_lossy(crate::protocol::frame::payload_of(&frame)).into_owned();
     let msg = {
         let mut br = b.borrow_mut();
-        let p = Arc::new(Publish { app, channel: channel.into(), frame, except: None, cache: None });
+        let compressed = br.compress(&frame);
+        let p =
+            Arc::new(Publish { app, channel: channel.into(), frame, compressed, except: None, cache: None });
         br.send_all(|| ClusterIn::Publish(p.clone()));
         let event = json!({"name": "member_removed", "channel": channel, "user_id": member.id});
         br.send_core(CoreId(0), ClusterIn::Webhook { app, event });

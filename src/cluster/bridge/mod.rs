@@ -26,6 +26,7 @@ use super::bus::Bus;
 use super::ring::{self, Rx, Tx};
 use super::{CoreLink, STATUS};
 use crate::core::io::CoreId;
+use crate::protocol::deflate::{CompressedFrame, Deflater};
 use crate::pusher::apps::AppIdx;
 use crate::pusher::query::{Filter, Rows};
 use crate::pusher::socket_id::{NodeId, random_node_id};
@@ -38,6 +39,15 @@ struct Settings {
     ttl: u64,
     /// App ids in index order (nodes name apps by id on the bus).
     apps: Vec<String>,
+}
+
+/// What a node's bridge needs besides Redis: its id, the apps, and whether its cores send
+/// compressed frames (then an event from another node is compressed once, here).
+pub(crate) struct NodeSetup {
+    pub(crate) node: NodeId,
+    pub(crate) ttl: u64,
+    pub(crate) apps: Vec<String>,
+    pub(crate) deflate: bool,
 }
 
 /// A query waiting for other nodes.
@@ -61,6 +71,8 @@ struct Bridge {
     /// Set while disconnected: the cores must re-register when Redis is back.
     needs_resync: bool,
     last_warning: Option<std::time::Instant>,
+    /// Compresses other nodes' events once for this node's cores (with permessage-deflate).
+    deflater: Option<Box<Deflater>>,
 }
 
 type Shared = Rc<RefCell<Bridge>>;
@@ -103,14 +115,8 @@ pub(crate) fn claim_node_id(url: &str, prefix: &str, ttl: u64, preferred: Option
 }
 
 /// Starts the bridge thread; returns each core's link.
-pub(crate) fn start(
-    url: &str,
-    prefix: &str,
-    node: NodeId,
-    ttl: u64,
-    apps: Vec<String>,
-    cores: usize,
-) -> Vec<CoreLink> {
+pub(crate) fn start(url: &str, prefix: &str, setup: NodeSetup, cores: usize) -> Vec<CoreLink> {
+    let NodeSetup { node, ttl, apps, deflate } = setup;
     let mut links = Vec::with_capacity(cores);
     let mut from_cores = Vec::with_capacity(cores);
     let mut to_cores = Vec::with_capacity(cores);
@@ -129,13 +135,13 @@ pub(crate) fn start(
             let rt =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
             let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, run(settings, from_cores, to_cores));
+            local.block_on(&rt, run(settings, deflate, from_cores, to_cores));
         })
         .expect("spawn the Redis bridge");
     links
 }
 
-async fn run(s: Settings, from_cores: Vec<Rx<ClusterOut>>, to_cores: Vec<Tx<ClusterIn>>) {
+async fn run(s: Settings, deflate: bool, from_cores: Vec<Rx<ClusterOut>>, to_cores: Vec<Tx<ClusterIn>>) {
     let b: Shared = Rc::new(RefCell::new(Bridge {
         s,
         con: None,
@@ -145,6 +151,7 @@ async fn run(s: Settings, from_cores: Vec<Rx<ClusterOut>>, to_cores: Vec<Tx<Clus
         alive: HashSet::new(),
         needs_resync: false,
         last_warning: None,
+        deflater: deflate.then(|| Box::new(Deflater::new())),
     }));
     for (shard, rx) in CoreId::all(u16::try_from(from_cores.len()).expect("cores fit u16")).zip(from_cores) {
         tokio::task::spawn_local(outbound::core_loop(b.clone(), shard, rx));
@@ -164,6 +171,12 @@ impl Bridge {
 
     fn app_index(&self, id: &str) -> Option<AppIdx> {
         self.s.apps.iter().position(|a| a == id).and_then(|i| u16::try_from(i).ok()).map(AppIdx)
+    }
+
+    /// The compressed form of an event frame from another node, when this node compresses.
+    fn compress(&mut self, frame: &bytes::Bytes) -> Option<CompressedFrame> {
+        let payload = crate::protocol::frame::payload_of(frame);
+        self.deflater.as_mut()?.frame_if_smaller(crate::protocol::frame::Opcode::Text, payload)
     }
 
     fn send_core(&mut self, shard: CoreId, msg: ClusterIn) {

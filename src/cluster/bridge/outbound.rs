@@ -102,7 +102,8 @@ async fn handle(b: &Shared, shard: CoreId, msg: ClusterOut) {
             // this node's count.
             if total.is_none() && count > 0 {
                 let frame = messages::subscription_count(&channel, count);
-                let p = Arc::new(Publish { app, channel, frame, except: None, cache: None });
+                let p =
+                    Arc::new(Publish { app, channel, frame, compressed: None, except: None, cache: None });
                 b.borrow_mut().send_all(|| ClusterIn::Publish(p.clone()));
             }
         }

@@ -39,6 +39,9 @@ pub struct Deflater {
     z: Deflate,
     /// Output scratch; always initialized, `len()` is its usable size.
     scratch: Vec<u8>,
+    /// A level-0 compressor (stored blocks, no back-references: fits any window), made on first
+    /// use by `frame_within`.
+    stored: Option<Box<Deflater>>,
 }
 
 impl Default for Deflater {
@@ -59,14 +62,26 @@ impl Deflater {
         Self::with_level(DEFAULT_LEVEL)
     }
 
-    /// A compressor at zlib `level` (1 fastest … 9 smallest; clamped to that range).
+    /// A compressor at zlib `level` (0 stored blocks only, 1 fastest … 9 smallest; clamped to
+    /// that range).
     pub fn with_level(level: u8) -> Self {
-        let config = DeflateConfig {
-            level: i32::from(level.clamp(1, 9)),
-            window_bits: -15,
-            ..DeflateConfig::default()
-        };
-        Deflater { z: Deflate::new_with_config(config), scratch: Vec::new() }
+        let config =
+            DeflateConfig { level: i32::from(level.min(9)), window_bits: -15, ..DeflateConfig::default() };
+        Deflater { z: Deflate::new_with_config(config), scratch: Vec::new(), stored: None }
+    }
+
+    /// Encodes `payload` as one compressed frame that a client whose LZ77 window is
+    /// `max_window_bits` can inflate: compressed normally when the message fits that window,
+    /// else as stored blocks (RSV1 set, DEFLATE without back-references, a few bytes larger than
+    /// the payload). For a connection that should get every message compressed (the echo
+    /// endpoint mirrors a compressing client).
+    pub fn frame_within(&mut self, opcode: Opcode, payload: &[u8], max_window_bits: u8) -> CompressedFrame {
+        if window_bits_for(payload.len()) <= max_window_bits {
+            return self.frame(opcode, payload);
+        }
+        let stored = self.stored.get_or_insert_with(|| Box::new(Deflater::with_level(0)));
+        let compressed = stored.compress_payload(payload);
+        CompressedFrame { frame: encode_rsv1(opcode, compressed), window_bits: 8 }
     }
 
     /// Compresses one message payload on its own and returns it as sent on the wire: the
@@ -154,6 +169,22 @@ mod tests {
         let f = d.frame(Opcode::Text, b"Hello");
         assert_eq!(&f.frame[..], &[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
         assert_eq!(f.window_bits, 8);
+    }
+
+    #[test]
+    fn messages_beyond_a_small_window_go_as_stored_blocks() {
+        let mut d = Deflater::new();
+        let mut inf = Inflater::new();
+        let text = b"abcabcabc".repeat(100);
+        let f = d.frame_within(Opcode::Text, &text, 8);
+        assert_eq!(f.frame[0], 0xc1, "RSV1 set");
+        assert_eq!(f.window_bits, 8, "no back-references at all");
+        let payload = payload_of(&f.frame);
+        assert!(payload.len() > text.len(), "stored, not compressed");
+        assert_eq!(inf.inflate(payload, 1 << 20).unwrap(), &text[..]);
+        // Within the window: compressed normally.
+        let small = d.frame_within(Opcode::Text, &text[..200], 8);
+        assert!(payload_of(&small.frame).len() < 200);
     }
 
     #[test]
