@@ -112,6 +112,9 @@ pub(crate) struct Engine<S: Service> {
     /// The core's compressor for frames to connections that negotiated compression (made on
     /// first use).
     deflater: Option<Box<Deflater>>,
+    /// A fast compressor for messages meant for one connection (the echo endpoint's replies),
+    /// where time matters more than bytes (made on first use).
+    fast_deflater: Option<Box<Deflater>>,
 }
 
 impl<S: Service> Engine<S> {
@@ -142,6 +145,7 @@ impl<S: Service> Engine<S> {
             pump_holding: vec![false; cores],
             inflater: None,
             deflater: None,
+            fast_deflater: None,
         }
     }
 
@@ -458,7 +462,7 @@ impl<S: Service> Engine<S> {
     pub(crate) fn frame_for(&mut self, key: ConnKey, opcode: Opcode, payload: &[u8]) -> Bytes {
         match self.conn(key).and_then(|c| c.deflate) {
             Some(n) => {
-                let d = self.deflater.get_or_insert_with(|| Box::new(Deflater::new()));
+                let d = self.fast_deflater.get_or_insert_with(|| Box::new(Deflater::with_level(1)));
                 d.frame_within(opcode, payload, n.server_max_window_bits()).frame
             }
             None => frame::encode(opcode, payload),
