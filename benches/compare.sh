@@ -6,8 +6,9 @@
 # connect only). Reports land in target/bench/<timestamp>/<server>-<scenario>/ (report.json,
 # summary.txt, SVG charts); target/bench/<timestamp>/results.md has the tables.
 #
-# Usage: benches/compare.sh [--smoke] [--charts NAME] [corecast|soketi|uws|both|all] [scenario ...]
-#   both: corecast and soketi; all: the three (default: all)
+# Usage: benches/compare.sh [--smoke] [--charts NAME] [corecast|soketi|uws|both|all|deflate] [scenario ...]
+#   both: corecast and soketi; all: the three (default: all); deflate: corecast, then corecast
+#   with --permessage-deflate and every harness client negotiating it (label corecast+deflate)
 #   scenarios: idle connect fanout1 fanout100 presence churn echo (default: all but echo)
 #   --charts NAME  also copy every run's charts and summary.txt, and results.md, into
 #                  benches/results/NAME/ (small SVGs, to commit and show in RESULTS.md)
@@ -49,6 +50,7 @@ case "$which" in
   uws) servers=(uws) ;;
   both) servers=(corecast soketi) ;;
   all) servers=(corecast soketi uws) ;;
+  deflate) servers=(corecast corecast-deflate) ;;
   *)
     echo "compare.sh: unknown server set $which (corecast, soketi, uws, both, all)" >&2
     exit 2
@@ -64,7 +66,7 @@ mkdir -p "$OUT"
 }
 for s in "${servers[@]}"; do
   case $s in
-    corecast) [ -x target/release/corecast ] || {
+    corecast | corecast-deflate) [ -x target/release/corecast ] || {
       echo "compare.sh: run cargo build --release --workspace first" >&2
       exit 1
     } ;;
@@ -104,6 +106,11 @@ start() {
       # shellcheck disable=SC2086 # $2 holds zero or more flags
       target/release/corecast --host 127.0.0.1 --port "$PORT" ${2:-} >"$OUT/$1-server.log" 2>&1 &
       ;;
+    corecast-deflate)
+      # shellcheck disable=SC2086 # $2 holds zero or more flags
+      target/release/corecast --host 127.0.0.1 --port "$PORT" --permessage-deflate ${2:-} \
+        >"$OUT/$1-server.log" 2>&1 &
+      ;;
     soketi)
       SOKETI_HOST=127.0.0.1 SOKETI_PORT=$PORT SOKETI_METRICS_ENABLED=false SOKETI_METRICS_SERVER_PORT=$((PORT + 1)) \
         SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES=true \
@@ -139,6 +146,7 @@ run() {
   case "$server" in
     soketi) app_id=app-id ;;
     uws) label=uWS.js ;;
+    corecast-deflate) label=corecast+deflate ;;
   esac
   if [ "$server" = uws ]; then
     case "$scenario" in presence | churn | echo) return 0 ;; esac
@@ -146,6 +154,7 @@ run() {
   local dir="$OUT/$server-$scenario"
   local common=(--server "127.0.0.1:$PORT" --label "$label" --app-id "$app_id" --out "$dir")
   [ "$server" != uws ] || common+=(--protocol plain)
+  [ "$server" != corecast-deflate ] || common+=(--deflate)
   [ -z "$charts" ] || common+=(--charts-to "benches/results/$charts/$server-$scenario")
   local extra=""
   [ "$scenario" = echo ] && extra="--echo"

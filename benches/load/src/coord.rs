@@ -24,6 +24,8 @@ pub struct Common {
     pub publish_server: SocketAddr,
     pub server_pid: Option<u32>,
     pub target: Target,
+    /// Subscribers offer permessage-deflate (and inflate what arrives compressed).
+    pub deflate: bool,
     pub app_id: String,
     pub per_worker: usize,
     pub source_ips: Vec<Ipv4Addr>,

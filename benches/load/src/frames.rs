@@ -98,7 +98,8 @@ pub enum ScanError {
     TooLong,
 }
 
-/// Calls `f(opcode, fin, payload)` for every complete frame at the start of `buf` and returns
+/// Calls `f(opcode, compressed, payload)` (compressed: RSV1, permessage-deflate) for every
+/// complete frame at the start of `buf` and returns
 /// how many bytes they took; the rest is an incomplete frame.
 #[inline]
 pub fn scan(buf: &[u8], mut f: impl FnMut(u8, bool, &[u8])) -> Result<usize, ScanError> {
@@ -138,7 +139,7 @@ pub fn scan(buf: &[u8], mut f: impl FnMut(u8, bool, &[u8])) -> Result<usize, Sca
             break;
         }
         let start = pos + head;
-        f(b0 & 0x0f, b0 & 0x80 != 0, &buf[start..start + len]);
+        f(b0 & 0x0f, b0 & 0x40 != 0, &buf[start..start + len]);
         pos = start + len;
     }
     Ok(pos)
@@ -201,9 +202,9 @@ mod tests {
             [0, 1, small.len(), small.len() + 3, small.len() + mid.len() + 9, stream.len() - 1, stream.len()]
         {
             let mut seen = Vec::new();
-            let used = scan(&stream[..cut], |op, fin, p| seen.push((op, fin, p.len()))).unwrap();
+            let used = scan(&stream[..cut], |op, rsv1, p| seen.push((op, rsv1, p.len()))).unwrap();
             let whole: Vec<(u8, bool, usize)> =
-                [(1, true, 5), (2, true, 300), (1, true, 70_000)].into_iter().take(seen.len()).collect();
+                [(1, false, 5), (2, false, 300), (1, false, 70_000)].into_iter().take(seen.len()).collect();
             assert_eq!(seen, whole);
             let want = [0, small.len(), small.len() + mid.len(), stream.len()][seen.len()];
             assert_eq!(used, want, "cut {cut}");

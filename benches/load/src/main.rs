@@ -49,6 +49,10 @@ pub struct Cli {
     /// The publishers' WebSocket path for `--protocol plain`.
     #[arg(long, default_value = "/pub/{channel}", global = true)]
     pub publish_path: String,
+    /// Offer permessage-deflate (no context takeover) in every WebSocket handshake and inflate
+    /// compressed frames (a server started with compression sends its events compressed).
+    #[arg(long, global = true)]
+    pub deflate: bool,
     #[arg(long, default_value = "1", global = true)]
     pub app_id: String,
     #[arg(long, default_value = "app-key", global = true)]
@@ -296,6 +300,7 @@ fn common(cli: &Cli) -> Result<Common, String> {
         publish_server: cli.publish_server.unwrap_or(cli.server),
         server_pid,
         target,
+        deflate: cli.deflate,
         app_id: cli.app_id.clone(),
         per_worker: cli.per_worker.max(1),
         source_ips,

@@ -11,6 +11,9 @@ pub struct Plan {
     /// Local addresses to bind client sockets to (round-robin), with IP_BIND_ADDRESS_NO_PORT.
     pub source_ips: Vec<Ipv4Addr>,
     pub target: Target,
+    /// Offer permessage-deflate in the handshake.
+    #[serde(default)]
+    pub deflate: bool,
     /// Connections this worker holds at each level (cumulative). The worker ramps to a level,
     /// reports it, and waits for `next` or `stop` on stdin.
     pub levels: Vec<usize>,

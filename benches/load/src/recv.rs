@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use corecast::protocol::deflate::Inflater;
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -169,6 +170,8 @@ struct Loop {
     out: Vec<u8>,
     counts: Counts,
     latency: Histogram<u64>,
+    /// For frames that arrive compressed (`--deflate`).
+    inflater: Inflater,
 }
 
 enum After {
@@ -189,6 +192,7 @@ impl Loop {
             out: Vec::new(),
             counts: Counts::default(),
             latency: hist(),
+            inflater: Inflater::new(),
         }
     }
 
@@ -302,8 +306,9 @@ impl Loop {
         let latency = &mut self.latency;
         let out = &mut self.out;
         let mut closing = false;
-        let scanned = frames::scan(&self.buf[..end], |opcode, _fin, payload| match opcode {
-            1 | 2 => match frames::find_probe(payload) {
+        let inflater = &mut self.inflater;
+        let scanned = frames::scan(&self.buf[..end], |opcode, compressed, payload| match opcode {
+            1 | 2 => match frames::find_probe(inflated(inflater, compressed, payload)) {
                 Some(p) => on_probe(c, latency, next, channel, now, &p),
                 None => {
                     c.other += 1;
@@ -401,6 +406,12 @@ impl Loop {
             self.latency.reset();
         }
     }
+}
+
+/// The message a data frame carries: `payload`, inflated when it arrived compressed (an empty
+/// message if it does not inflate: it then carries no probe and counts as other).
+fn inflated<'a>(inflater: &'a mut Inflater, compressed: bool, payload: &'a [u8]) -> &'a [u8] {
+    if compressed { inflater.inflate(payload, frames::MAX_FRAME).unwrap_or_default() } else { payload }
 }
 
 /// Scans `buf` (whole frames) `rounds` times with the receive loop's per-frame work — find

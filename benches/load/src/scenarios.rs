@@ -91,6 +91,7 @@ fn plans(
             server: common.server,
             source_ips: common.source_ips.clone(),
             target: common.target.clone(),
+            deflate: common.deflate,
             // Each worker's share of each level, in proportion.
             levels: total_levels
                 .iter()

@@ -75,10 +75,23 @@ pub async fn connect(server: SocketAddr, source: Option<Ipv4Addr>) -> io::Result
 
 impl Ws {
     /// Performs the opening handshake on `stream` for `path`.
-    pub async fn handshake(mut stream: TcpStream, host: &str, path: &str, seed: u32) -> Result<Ws, Failure> {
+    /// With `deflate`, offers permessage-deflate without context takeover.
+    pub async fn handshake(
+        mut stream: TcpStream,
+        host: &str,
+        path: &str,
+        seed: u32,
+        deflate: bool,
+    ) -> Result<Ws, Failure> {
+        let ext = if deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; \
+             server_no_context_takeover\r\n"
+        } else {
+            ""
+        };
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
         );
         stream.write_all(req.as_bytes()).await.map_err(|e| Failure::from_io(&e))?;
         let mut ws = Ws { stream, partial: Vec::new(), mask_seed: seed | 1 };

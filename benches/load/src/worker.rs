@@ -275,14 +275,16 @@ async fn open(id: usize, plan: &Plan) -> Result<(Ws, String), Failure> {
     let stream = wire::connect(plan.server, source).await.map_err(|e| Failure::from_io(&e))?;
     let host = plan.server.to_string();
     match &plan.target {
-        Target::Raw { path } => Ok((Ws::handshake(stream, &host, path, id as u32).await?, String::new())),
+        Target::Raw { path } => {
+            Ok((Ws::handshake(stream, &host, path, id as u32, plan.deflate).await?, String::new()))
+        }
         Target::Plain { sub_path, .. } => {
             let path = sub_path.replace("{channel}", &channel_of(id, plan).unwrap_or_default());
-            Ok((Ws::handshake(stream, &host, &path, id as u32).await?, String::new()))
+            Ok((Ws::handshake(stream, &host, &path, id as u32, plan.deflate).await?, String::new()))
         }
         Target::Pusher { key, .. } => {
             let path = format!("/app/{key}?protocol=7&client=corecast-load&version=0.1.0&flash=false");
-            let mut ws = Ws::handshake(stream, &host, &path, id as u32).await?;
+            let mut ws = Ws::handshake(stream, &host, &path, id as u32, plan.deflate).await?;
             loop {
                 let frame = ws.recv().await.map_err(|e| Failure::from_io(&e))?.ok_or(Failure::Reset)?;
                 match frame.opcode {
