@@ -2,7 +2,8 @@
 //! fake sockets by a script decoded from the input — raw bytes on connections (HTTP heads and
 //! bodies, upgrades, WebSocket frames), well-formed Pusher messages with valid or broken
 //! signatures (subscribe, presence with odd `channel_data`, sign-in with watchlists, client
-//! events), signed HTTP API requests, closes, clock ticks and sockets that stop reading. After every step it
+//! events), signed HTTP API requests, closes, clock ticks and sockets that stop reading. After
+//! every step it
 //! checks that per-connection state is bounded and that the connection, channel, presence and
 //! quota tables agree; at the end, with every connection gone, that nothing is left.
 //!
