@@ -3,9 +3,9 @@
 //! bodies, upgrades, WebSocket frames), well-formed Pusher messages with valid or broken
 //! signatures (subscribe, presence with odd `channel_data`, sign-in with watchlists, client
 //! events), signed HTTP API requests, closes, clock ticks and sockets that stop reading. After
-//! every step it
-//! checks that per-connection state is bounded and that the connection, channel, presence and
-//! quota tables agree; at the end, with every connection gone, that nothing is left.
+//! every step it checks that per-connection state is bounded and that the connection, channel,
+//! presence and quota tables agree; at the end, with every connection gone, that nothing is
+//! left.
 //!
 //! `fuzz/fuzz_targets/server.rs` runs it under libFuzzer; `tests/fuzz_corpus.rs` replays the
 //! seed corpus on every test run.
