@@ -370,7 +370,7 @@ impl Harness {
                 for to in 0..self.cores.len() {
                     let peer = CoreId(u16::try_from(to).expect("two cores"));
                     while let Some(msg) = self.cores[from].e.next_for_peer(peer) {
-                        self.cores[to].on_peer(msg);
+                        self.cores[to].on_peer(CoreId(u16::try_from(from).expect("two cores")), msg);
                         moved = true;
                     }
                 }

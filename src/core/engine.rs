@@ -107,6 +107,8 @@ pub(crate) struct Engine<S: Service> {
     pub(crate) peer_link: Option<Box<dyn PeerLink<S::Peer>>>,
     /// Per peer: the mesh pump holds a message it waits to send (order: no bypass).
     pub(crate) pump_holding: Vec<bool>,
+    /// Per peer: messages from its ring this core has handled.
+    pub(crate) handled: Vec<u64>,
     /// Emptied output queues kept for reuse (a fan-out pass would otherwise allocate and free
     /// one per subscriber). Boxed because a connection holds its queue boxed.
     #[allow(clippy::vec_box)]
@@ -147,6 +149,7 @@ impl<S: Service> Engine<S> {
             outbox_waker: None,
             peer_link: None,
             pump_holding: vec![false; cores],
+            handled: vec![0; cores],
             spare_queues: Vec::new(),
             inflater: None,
             deflater: None,
@@ -332,6 +335,16 @@ impl<S: Service> Engine<S> {
         }
         self.send(key, resp);
         self.close_after_flush(key);
+    }
+
+    /// Lets a connection whose request the service held (`Outcome::Hold`) go on: the request is
+    /// presented again.
+    pub(crate) fn release_held(&mut self, key: ConnKey) {
+        let Some(conn) = self.conn_mut(key) else { return };
+        if conn.has_deferred() {
+            conn.set_deferred(false);
+            self.resume.push(key);
+        }
     }
 
     /// Sends the response of a request that waited (`Outcome::Deferred`); the connection then

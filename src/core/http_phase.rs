@@ -65,10 +65,20 @@ impl<S: Service> Core<S> {
                 Some(found) => found,
                 None => return,
             };
-            self.e.stats.http_requests += 1;
             let route = self.route(key, &req, &rest[req.head_len..total]);
+            let start = pos;
             pos += total;
+            if !matches!(route, Route::Service(Outcome::Hold)) {
+                self.e.stats.http_requests += 1;
+            }
             match route {
+                Route::Service(Outcome::Hold) => {
+                    // Kept whole, from this request on, until the service releases it.
+                    let Some(conn) = self.e.conn_mut(key) else { return };
+                    conn.set_deferred(true);
+                    conn.inbound = Some(Box::new(Inbound::Head(data[start..].to_vec())));
+                    return;
+                }
                 Route::Service(Outcome::Respond(resp, keep_alive)) => {
                     if !self.respond(key, resp, keep_alive) {
                         return;

@@ -25,6 +25,9 @@ pub(crate) trait Socket {
 pub(crate) trait PeerLink<M> {
     /// Puts `msg` on the ring to `peer`, or gives it back when the ring is full.
     fn try_send(&self, peer: CoreId, msg: M) -> Result<(), M>;
+    /// How many messages `peer` has put on its ring to this core so far (only ever grows; every
+    /// message counted is already readable).
+    fn pushed_from(&self, peer: CoreId) -> u64;
 }
 
 /// A bounded ring to a thread off the cores (the Redis bridge, the webhook dispatcher). Never

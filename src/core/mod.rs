@@ -170,7 +170,8 @@ impl<S: Service> Core<S> {
     }
 
     /// A message from another core.
-    pub(crate) fn on_peer(&mut self, msg: S::Peer) {
+    pub(crate) fn on_peer(&mut self, from: CoreId, msg: S::Peer) {
+        self.e.count_handled(from);
         self.s.peer(&mut self.e, msg);
         self.settle();
     }

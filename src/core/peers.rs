@@ -37,6 +37,37 @@ impl<S: Service> Engine<S> {
         }
     }
 
+    /// Whether everything this core sent to other cores is on their rings (none waits in the
+    /// outbox or the pump): each peer will handle it before anything it reads later.
+    pub(crate) fn all_on_rings(&self) -> bool {
+        self.peer_link.is_some()
+            && self.outbox.iter().all(|q| q.is_empty())
+            && self.pump_holding.iter().all(|&h| !h)
+    }
+
+    /// Per peer, how many messages it had put on its ring to this core, when this core has not
+    /// handled all of them yet; None when it is caught up (or has no rings).
+    pub(crate) fn unhandled_marks(&self) -> Option<Vec<u64>> {
+        let link = self.peer_link.as_ref()?;
+        let me = self.shard();
+        let marks: Vec<u64> = CoreId::all(self.settings().cores)
+            .map(|p| if p == me { 0 } else { link.pushed_from(p) })
+            .collect();
+        marks.iter().zip(&self.handled).any(|(m, h)| m > h).then_some(marks)
+    }
+
+    /// Whether this core has handled every message counted in `marks`.
+    pub(crate) fn handled_up_to(&self, marks: &[u64]) -> bool {
+        marks.iter().zip(&self.handled).all(|(m, h)| h >= m)
+    }
+
+    /// Counts a message from `peer` as handled.
+    pub(crate) fn count_handled(&mut self, peer: CoreId) {
+        if let Some(h) = self.handled.get_mut(peer.index()) {
+            *h += 1;
+        }
+    }
+
     /// Whether the queue towards `peer` is over its limit (broadcasts are then dropped).
     pub(crate) fn peer_backlogged(&self, peer: CoreId) -> bool {
         self.outbox[peer.index()].len() >= self.settings().outbox_limit

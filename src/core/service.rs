@@ -18,6 +18,9 @@ pub(crate) enum Outcome<X> {
     /// The response needs other cores' answers; the connection waits until the service calls
     /// `Engine::finish_deferred`.
     Deferred,
+    /// Not now: the request was not handled; it is kept (with what follows it) and presented
+    /// again once the service calls `Engine::release_held`.
+    Hold,
 }
 
 /// A service WebSocket about to open.

@@ -86,6 +86,10 @@ impl Pusher {
         let keep_alive = req.keep_alive();
         let path = req.path();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let publish = matches!(segments.as_slice(), ["apps", _, "events" | "batch_events"]);
+        if publish && req.method == "POST" && self.hold_publish(e, key) {
+            return Outcome::Hold;
+        }
         // /users/{id}/terminate_connections (the Python SDK's path): the app comes from auth_key.
         let (app, rest): (Option<AppIdx>, &[&str]) = match segments.as_slice() {
             ["apps", id, rest @ ..] => (self.apps.by_id(id), rest),
@@ -248,11 +252,12 @@ impl Pusher {
         }
     }
 
-    /// The answer to a publish: once every core has queued the events (a round on the rings,
-    /// which are FIFO), so that a publish the client makes after this answer reaches every
-    /// subscriber after this one, whichever core takes it.
+    /// The answer to a publish: once the events are on every peer's ring (at once when the rings
+    /// took them; else after a round of questions on the rings, which are FIFO), so that a
+    /// publish the client makes after this answer reaches every subscriber after this one,
+    /// whichever core takes it (see publish_order.rs).
     fn published(&mut self, e: &mut Net, key: ConnKey, keep_alive: bool) -> ApiOutcome {
-        if e.settings().cores == 1 {
+        if e.settings().cores == 1 || e.all_on_rings() {
             return Outcome::Respond(json(200, "{}", keep_alive), keep_alive);
         }
         self.ask_all(e, key, keep_alive, Question::Sync, Reply::Published)

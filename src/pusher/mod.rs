@@ -36,6 +36,7 @@ mod hooks;
 mod invariants;
 pub(crate) use invariants::{check_presence_owners, check_watch_owners};
 mod membership;
+mod publish_order;
 mod quota;
 mod routes;
 mod session;
@@ -173,6 +174,8 @@ pub(crate) struct Pusher {
     pub(crate) watch_waits: FxMap<SocketRef, watchlist::WatchWait>,
     /// Connections that must authorize by a deadline (authorized connections).
     pub(crate) deadlines: authorized::Deadlines,
+    /// Publish requests waiting for this core to handle what other cores had sent it.
+    pub(crate) publish_order: publish_order::Held,
     /// This core's Pusher counters.
     pub(crate) stats: Stats,
     /// This core's ring to the webhook dispatcher (when any app has webhooks).
@@ -192,6 +195,7 @@ impl Pusher {
             status_token: config.status_token,
             faults: config.faults,
             channels: Channels::default(),
+            publish_order: publish_order::Held::default(),
             presence: Presence::default(),
             memberships: HashMap::default(),
             more_subs: HashMap::default(),
@@ -305,6 +309,7 @@ impl Service for Pusher {
 
     fn peer(&mut self, e: &mut Net, msg: peer::PeerMsg) {
         self.on_peer(e, msg);
+        self.release_publishes(e);
     }
 
     fn tick(&mut self, e: &mut Net) {

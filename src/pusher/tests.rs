@@ -107,7 +107,7 @@ impl Cluster {
                 for to in 0..self.cores.len() {
                     let peer = CoreId(to as u16);
                     while let Some(msg) = self.cores[from].e.next_for_peer(peer) {
-                        self.cores[to].on_peer(msg);
+                        self.cores[to].on_peer(CoreId(from as u16), msg);
                         moved = true;
                     }
                 }
@@ -960,4 +960,81 @@ fn webhook_events_no_receiver_wants_are_not_queued() {
     let got = hooks(&mut [log]);
     let names: Vec<&str> = got.iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["member_added", "member_added"], "{got:?}");
+}
+
+/// Rings between two test cores with their message counts, as the shard's mesh has them: the
+/// test decides when each message is handled.
+#[derive(Clone, Default)]
+struct TestRings(
+    Rc<RefCell<[[std::collections::VecDeque<crate::pusher::peer::PeerMsg>; 2]; 2]>>,
+    Rc<RefCell<[[u64; 2]; 2]>>,
+);
+
+struct TestLink {
+    me: usize,
+    rings: TestRings,
+}
+
+impl crate::core::io::PeerLink<crate::pusher::peer::PeerMsg> for TestLink {
+    fn try_send(
+        &self,
+        peer: CoreId,
+        msg: crate::pusher::peer::PeerMsg,
+    ) -> Result<(), crate::pusher::peer::PeerMsg> {
+        self.rings.0.borrow_mut()[self.me][peer.index()].push_back(msg);
+        self.rings.1.borrow_mut()[self.me][peer.index()] += 1;
+        Ok(())
+    }
+
+    fn pushed_from(&self, peer: CoreId) -> u64 {
+        self.rings.1.borrow()[peer.index()][self.me]
+    }
+}
+
+/// A signed publish of `name` to `orders`.
+fn publish_request(name: &str) -> String {
+    let body = format!(r#"{{"name":"{name}","channels":["orders"],"data":"{{}}"}}"#);
+    let md5 = format!("{:x}", md5::compute(&body));
+    let q = format!("auth_key=app-key&auth_timestamp=1700000000&auth_version=1.0&body_md5={md5}");
+    let sig = auth::sign("app-secret", &[format!("POST\n/apps/1/events\n{q}").as_bytes()]);
+    format!(
+        "POST /apps/1/events?{q}&auth_signature={sig} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A backend publishes `first` through core 0, gets its answer, then `second` through core 1:
+/// core 1 holds the second request until it has handled what core 0 had put on its ring, so
+/// the subscriber on core 1 gets `first` before `second`.
+#[test]
+fn regression_a_publish_waits_for_what_other_cores_had_already_sent() {
+    let mut cl = Cluster::new(2, |_| {});
+    let a = cl.connect(1);
+    cl.subscribe(&a, "orders", None);
+    cl.take(&a);
+    let rings = TestRings::default();
+    for (i, core) in cl.cores.iter_mut().enumerate() {
+        core.e.set_peer_link(Box::new(TestLink { me: i, rings: rings.clone() }));
+    }
+    // First publish on core 0: answered as soon as the event is on core 1's ring.
+    let (k0, s0) = cl.cores[0].accept_fake();
+    s0.push_input(publish_request("first").as_bytes());
+    cl.cores[0].run_conn(k0, &s0);
+    let resp = s0.take_text();
+    assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
+    assert_eq!(rings.0.borrow()[0][1].len(), 1, "the event waits on core 1's ring");
+    // Second publish on core 1 before core 1 handled the first: held, nothing delivered.
+    let (k1, s1) = cl.cores[1].accept_fake();
+    s1.push_input(publish_request("second").as_bytes());
+    cl.cores[1].run_conn(k1, &s1);
+    assert_eq!(s1.take_text(), "", "held until core 1 caught up");
+    assert!(cl.take(&a).is_empty(), "the second event must not overtake the first");
+    // Core 1 handles its ring: the first event, then the held request goes through.
+    let msg = rings.0.borrow_mut()[0][1].pop_front().unwrap();
+    cl.cores[1].on_peer(CoreId(0), msg);
+    while cl.cores[1].flush(usize::MAX) {}
+    let resp = s1.take_text();
+    assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
+    let names: Vec<Value> = cl.take(&a).iter().map(|m| m["event"].clone()).collect();
+    assert_eq!(names, vec![json!("first"), json!("second")]);
 }

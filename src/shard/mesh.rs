@@ -3,10 +3,17 @@
 //! the core; a pump task sends what the core queued, waiting for room when a ring is full (the
 //! core's own queue keeps order meanwhile).
 //!
+//! Each ring also has a count of the messages put on it (an atomic the sender increments after
+//! a push and the receiving core reads): part of the ring's own bookkeeping, it lets a core
+//! know whether it has handled everything a peer sent before some moment (see
+//! `Engine::unhandled_marks`).
+//!
 //! glommio's `MeshBuilder` is not used: its builder shares an `Rc` between threads.
 
 use std::future::poll_fn;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
 use glommio::GlommioError;
@@ -17,27 +24,54 @@ use crate::core::io::{CoreId, PeerLink};
 use crate::pusher::peer::PeerMsg;
 
 type Senders = Rc<Vec<Option<ConnectedSender<PeerMsg>>>>;
+/// Per peer, the count of messages on one ring (None for the core itself).
+type Counts = Rc<Vec<Option<Arc<AtomicU64>>>>;
 
 /// The core's direct path onto the rings.
-struct Link(Senders);
+struct Link {
+    senders: Senders,
+    /// Messages this core put on its ring to each peer.
+    sent: Counts,
+    /// Messages each peer put on its ring to this core.
+    received: Vec<Option<Arc<AtomicU64>>>,
+}
 
 impl PeerLink<PeerMsg> for Link {
     fn try_send(&self, peer: CoreId, msg: PeerMsg) -> Result<(), PeerMsg> {
-        match self.0.get(peer.index()) {
-            Some(Some(sender)) => sender.try_send(msg).map_err(|e| match e {
-                GlommioError::WouldBlock(glommio::ResourceType::Channel(m))
-                | GlommioError::Closed(glommio::ResourceType::Channel(m)) => m,
-                other => panic!("unexpected ring error: {other:?}"),
-            }),
+        match self.senders.get(peer.index()) {
+            Some(Some(sender)) => {
+                sender.try_send(msg).map_err(|e| match e {
+                    GlommioError::WouldBlock(glommio::ResourceType::Channel(m))
+                    | GlommioError::Closed(glommio::ResourceType::Channel(m)) => m,
+                    other => panic!("unexpected ring error: {other:?}"),
+                })?;
+                count(&self.sent, peer.index());
+                Ok(())
+            }
             _ => Err(msg),
         }
     }
+
+    fn pushed_from(&self, peer: CoreId) -> u64 {
+        self.received.get(peer.index()).and_then(Option::as_ref).map_or(0, |c| c.load(Ordering::Acquire))
+    }
 }
 
-/// One core's ends of the mesh: senders to, and receivers from, every other core.
+/// Counts a message put on the ring to `peer` (after the push, so that a counted message is
+/// readable).
+fn count(sent: &Counts, peer: usize) {
+    if let Some(Some(c)) = sent.get(peer) {
+        c.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// One core's ends of the mesh: senders to, and receivers from, every other core, with the
+/// rings' counts.
 pub(super) struct Links {
     senders: Vec<Option<SharedSender<PeerMsg>>>,
     receivers: Vec<Option<SharedReceiver<PeerMsg>>>,
+    sent: Vec<Option<Arc<AtomicU64>>>,
+    received: Vec<Option<Arc<AtomicU64>>>,
 }
 
 /// Builds the N×N mesh; `links[i]` belongs to core `i`.
@@ -46,13 +80,18 @@ pub(super) fn build(cores: usize, capacity: usize) -> Vec<Links> {
         .map(|_| Links {
             senders: (0..cores).map(|_| None).collect(),
             receivers: (0..cores).map(|_| None).collect(),
+            sent: (0..cores).map(|_| None).collect(),
+            received: (0..cores).map(|_| None).collect(),
         })
         .collect();
     for from in 0..cores {
         for to in (0..cores).filter(|&t| t != from) {
             let (tx, rx) = shared_channel::new_bounded(capacity);
+            let pushed = Arc::new(AtomicU64::new(0));
             links[from].senders[to] = Some(tx);
+            links[from].sent[to] = Some(pushed.clone());
             links[to].receivers[from] = Some(rx);
+            links[to].received[from] = Some(pushed);
         }
     }
     links
@@ -62,15 +101,19 @@ pub(super) fn build(cores: usize, capacity: usize) -> Vec<Links> {
 pub(super) async fn run(links: Links) {
     // Each end's `connect` completes only once its peer's end connects too: connect all ends
     // concurrently (receivers in their own tasks) or two cores would wait for each other.
-    for r in links.receivers.into_iter().flatten() {
+    for (from, r) in links.receivers.into_iter().enumerate() {
+        let Some(r) = r else { continue };
+        let from = CoreId(u16::try_from(from).expect("cores fit u16"));
         glommio::spawn_local(async move {
             let rx = r.connect().await;
             while let Some(msg) = rx.recv().await {
-                with_core(|core| core.on_peer(msg));
+                with_core(|core| core.on_peer(from, msg));
             }
         })
         .detach();
     }
+    let sent: Counts = Rc::new(links.sent);
+    let received = links.received;
     let connecting: Vec<Option<glommio::Task<ConnectedSender<PeerMsg>>>> =
         links.senders.into_iter().map(|s| s.map(|s| glommio::spawn_local(s.connect()))).collect();
     let mut connected: Vec<Option<ConnectedSender<PeerMsg>>> = Vec::with_capacity(connecting.len());
@@ -81,7 +124,9 @@ pub(super) async fn run(links: Links) {
         });
     }
     let senders: Senders = Rc::new(connected);
-    with_core(|core| core.e.set_peer_link(Box::new(Link(senders.clone()))));
+    with_core(|core| {
+        core.e.set_peer_link(Box::new(Link { senders: senders.clone(), sent: sent.clone(), received }))
+    });
     loop {
         poll_fn(|cx| {
             if with_core(|core| core.e.pending_for_peers(cx.waker())) {
@@ -96,14 +141,17 @@ pub(super) async fn run(links: Links) {
             let peer = CoreId(u16::try_from(i).expect("cores fit u16"));
             while let Some(msg) = with_core(|core| core.e.next_for_peer(peer)) {
                 match sender.try_send(msg) {
-                    Ok(()) => {}
+                    Ok(()) => count(&sent, i),
                     Err(GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
                         // Ring full: wait for room. Until it is sent, the core must not hand
                         // later messages for this peer to the ring directly.
                         with_core(|core| core.e.set_pump_holding(peer, true));
-                        let sent = sender.send(msg).await;
+                        let result = sender.send(msg).await;
+                        if result.is_ok() {
+                            count(&sent, i);
+                        }
                         with_core(|core| core.e.set_pump_holding(peer, false));
-                        if sent.is_err() {
+                        if result.is_err() {
                             break;
                         }
                     }
