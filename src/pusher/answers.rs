@@ -49,7 +49,7 @@ impl Pusher {
         self.queries.next += 1;
         let channel_question = match &question {
             Question::Channels(q) => Some(Arc::clone(q)),
-            Question::Report { .. } => None,
+            Question::Report { .. } | Question::Sync => None,
         };
         let mut pending = Pending {
             target,
@@ -136,6 +136,7 @@ impl Pusher {
         match question {
             Question::Channels(q) => Answer::Channels(self.channel_rows(e, q)),
             Question::Report { channel_hashes } => Answer::Report(Box::new(self.report(e, *channel_hashes))),
+            Question::Sync => Answer::Synced,
         }
     }
 
@@ -257,6 +258,13 @@ impl Pusher {
             self.stats.questions_expired += 1;
             match p.target {
                 Target::Node { node, id } => self.reply_node(node, id, p.rows),
+                // The events were handed to every core: answer as published even though a core
+                // did not confirm it in time.
+                Target::Http { conn, keep_alive, reply: Reply::Published } => {
+                    log::warn!("a core did not confirm a publish within {QUESTION_TIMEOUT} s");
+                    let resp = http::response(200, &[], "application/json", b"{}", keep_alive);
+                    e.finish_deferred(conn, resp, keep_alive);
+                }
                 Target::Http { conn, keep_alive, .. } => {
                     let who = if p.in_cluster {
                         "the other nodes".to_string()
@@ -347,6 +355,7 @@ impl Pusher {
             Reply::Metrics => {
                 return ((self.render)(reports, self.apps.all(), Rendering::Metrics), METRICS_CONTENT_TYPE);
             }
+            Reply::Published => json!({}),
             Reply::Status => {
                 return ((self.render)(reports, self.apps.all(), Rendering::Status), "application/json");
             }
@@ -362,5 +371,6 @@ fn absorb(pending: &mut Pending, answer: Answer) {
     match answer {
         Answer::Channels(rows) => query::merge(&mut pending.rows, rows),
         Answer::Report(r) => pending.reports.push(*r),
+        Answer::Synced => {}
     }
 }

@@ -248,6 +248,16 @@ impl Pusher {
         }
     }
 
+    /// The answer to a publish: once every core has queued the events (a round on the rings,
+    /// which are FIFO), so that a publish the client makes after this answer reaches every
+    /// subscriber after this one, whichever core takes it.
+    fn published(&mut self, e: &mut Net, key: ConnKey, keep_alive: bool) -> ApiOutcome {
+        if e.settings().cores == 1 {
+            return Outcome::Respond(json(200, "{}", keep_alive), keep_alive);
+        }
+        self.ask_all(e, key, keep_alive, Question::Sync, Reply::Published)
+    }
+
     /// Refuses new publishes while earlier ones still wait to be delivered beyond the bounds.
     fn check_backlog(&mut self, e: &Net) -> Result<(), ApiError> {
         if self.can_publish(e) {
@@ -286,7 +296,7 @@ impl Pusher {
         self.check_backlog(e)?;
         self.publish_event(e, app, &event);
         match event.info {
-            None => Ok(Outcome::Respond(json(200, "{}", keep_alive), keep_alive)),
+            None => Ok(self.published(e, key, keep_alive)),
             Some((user_count, subscription_count)) => {
                 let channels: Vec<Box<str>> = event.channels.iter().map(|c| c.as_str().into()).collect();
                 let reply = Reply::EventInfo { channels: channels.clone(), user_count, subscription_count };
@@ -323,7 +333,7 @@ impl Pusher {
             self.publish_event(e, app, ev);
         }
         if events.iter().all(|ev| ev.info.is_none()) {
-            return Ok(Outcome::Respond(json(200, "{}", keep_alive), keep_alive));
+            return Ok(self.published(e, key, keep_alive));
         }
         let wanted: Vec<Option<(Box<str>, bool, bool)>> =
             events.iter().map(|ev| ev.info.map(|(u, s)| (ev.channels[0].as_str().into(), u, s))).collect();

@@ -81,12 +81,16 @@ pub(crate) enum Question {
     Report {
         channel_hashes: bool,
     },
+    /// Nothing: the answer says only that the core has handled everything sent to it before
+    /// (the rings are FIFO), e.g. the events just published.
+    Sync,
 }
 
 #[derive(Debug)]
 pub(crate) enum Answer {
     Channels(Rows),
     Report(Box<CoreReport>),
+    Synced,
 }
 
 /// Merges rows from several cores: subscriptions add up; the owner's user count and members win.
@@ -127,6 +131,8 @@ pub(crate) enum Reply {
     Metrics,
     /// GET /status.json.
     Status,
+    /// POST /events or /batch_events without `info`: `{}` once every core has the events.
+    Published,
 }
 
 /// Who waits for a query's answer.
