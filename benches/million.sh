@@ -72,7 +72,7 @@ if ((EUID != 0)); then
   echo "million.sh: run it as root: it creates a network namespace and sets sysctls" >&2
   exit 77
 fi
-for tool in ip nsenter taskset redis-server redis-cli nstat; do
+for tool in ip nsenter taskset flock redis-server redis-cli nstat; do
   command -v "$tool" >/dev/null 2>&1 ||
     die "$tool is missing (scripts/test-deps.sh installs redis-server; ip, nsenter, taskset and nstat come with iproute2/util-linux)"
 done
@@ -97,6 +97,10 @@ source_ips=$(((connections + 15999) / 16000))
 need=$((connections * (1000 + 2 * 5200 + 1500 + 4096) + nodes * 3 * 1048576 + 1073741824))
 avail=$(($(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) * 1024))
 ((need <= avail)) || die "$connections connections need about $((need / 1048576)) MiB; MemAvailable is $((avail / 1048576)) MiB"
+
+# One run at a time: two runs would each save and restore the global sysctls the other changed.
+exec 9>/run/lock/corecast-million.lock
+flock -n 9 || die "another benches/million.sh run holds /run/lock/corecast-million.lock (wait for it to finish)"
 
 out=${out:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)-million}
 mkdir -p "$out"
@@ -215,7 +219,7 @@ fi
 
 # ------------------------------------------------------------------ Redis and the nodes
 nsenter --net="$netns_file" -- redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no --maxclients 10000 \
-  --logfile "$out/redis.log" &
+  --logfile "$out/redis.log" 9>&- &
 redis_pid=$!
 until in_ns redis-cli -p 6379 ping >/dev/null 2>&1; do
   kill -0 "$redis_pid" 2>/dev/null || die "redis-server did not start: $(tail -n 3 "$out/redis.log")"
@@ -229,7 +233,7 @@ start_node() { # INDEX: starts node INDEX pinned to one CPU
   local i=$1
   nsenter --net="$netns_file" -- taskset -c $((i % ncpu)) env RUST_LOG=info "$corecast" --host 127.0.0.1 --port 6001 --share-port \
     --cores 1 --redis redis://127.0.0.1:6379 --max-connections "$per_node_cap" \
-    --activity-timeout "$activity" --drain-timeout 5 >"$out/node-$i.log" 2>&1 &
+    --activity-timeout "$activity" --drain-timeout 5 >"$out/node-$i.log" 2>&1 9>&- &
   node_pids[i]=$!
 }
 for ((i = 0; i < nodes; i++)); do start_node "$i"; done
@@ -252,14 +256,14 @@ for ((i = 0; i < nodes; i++)); do
     sleep 0.1
   done
 done
-# And every node has joined the cluster.
+# And every node has joined the cluster (its bridge connected to Redis).
 until (($(grep -l "joins the cluster" "$out"/node-*.log 2>/dev/null | grep -vc failed-start) >= nodes)); do
   ((SECONDS - started < 150)) || die "not every node connected to Redis within 150 s"
   sleep 0.2
 done
-sleep 1
+sleep 1 # a second for the nodes' start-up allocations to land in the idle-memory figure
 mem_after_nodes=$(mem_available)
-say "$nodes nodes listening on 127.0.0.1:6001 ($restarts restarted at start-up) after $((SECONDS - started)) s"
+say "$nodes nodes listening on 127.0.0.1:6001 ($restarts restarted at start-up) after $((SECONDS - started)) s; pids ${node_pids[*]}"
 
 # ------------------------------------------------------------------ the load
 pids_csv=$(IFS=,; echo "${node_pids[*]}")
@@ -279,7 +283,7 @@ say "ramping to $connections connections at up to $rate/s, then holding $hold s 
 t_load=$SECONDS
 nsenter --net="$netns_file" -- "$load" "${harness_args[@]}" broadcast --connections "$connections" --rate "$rate" \
   --max-pending "$max_pending" --hold "$hold" --rounds "$rounds" --public-channels "$public" \
-  --presence-percent "$presence" >"$out/harness.log" 2>&1 &
+  --presence-percent "$presence" >"$out/harness.log" 2>&1 9>&- &
 harness_pid=$!
 wait "$harness_pid" || die "corecast-load failed: $(tail -n 5 "$out/harness.log")"
 harness_pid=""

@@ -55,6 +55,11 @@ fn node_marks(pids: &[u32]) -> Vec<Option<NodeMark>> {
         .collect()
 }
 
+/// A line on stderr as each phase begins or ends (benches/million.sh keeps it in harness.log).
+fn progress(line: &str) {
+    eprintln!("[broadcast] {line}");
+}
+
 /// min / mean / max of some values.
 fn spread(v: &[f64]) -> Value {
     if v.is_empty() {
@@ -137,16 +142,30 @@ pub fn run(common: &Common, a: &Args) -> Result<Outcome, String> {
         return Err(format!("the ramp did not finish within {} s", ramp_timeout.as_secs()));
     }
     let ramp = (run.elapsed() - t0).max(0.001);
+    // Every worker has settled its attempts; its counters arrive with its next sample.
+    let settled = |run: &Run| {
+        let failed: u64 = run.failures().values().filter_map(Value::as_u64).sum();
+        run.total("connected") + failed
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while settled(&run) < a.connections as u64 && std::time::Instant::now() < until {
+        run.pump_for(Duration::from_millis(50));
+    }
     let connected = run.total("connected");
     run.command("next");
+    // Subscriptions confirmed (or refused) for every connection before the hold starts.
     let until = std::time::Instant::now() + Duration::from_secs(60);
     while run.total("subscribed") + run.total("subscribe_errors") < connected
         && std::time::Instant::now() < until
     {
-        run.pump_for(Duration::from_millis(200));
+        run.pump_for(Duration::from_millis(50));
     }
     let (ramp_server_cpu, ramp_harness_cpu) = run.cpu_since(&mark);
     let subscribed = run.total("subscribed");
+    progress(&format!(
+        "ramped: {connected} of {} connected in {ramp:.1} s, {subscribed} subscribed",
+        a.connections
+    ));
     let peak_connects = run.timeline.iter().map(|p| p.connects_per_s).fold(0.0, f64::max);
 
     // Hold, answering heartbeats.
@@ -154,9 +173,11 @@ pub fn run(common: &Common, a: &Args) -> Result<Outcome, String> {
     let open_at_hold = run.total("open");
     let mark = run.cpu_mark();
     let hold_from = run.elapsed();
+    progress(&format!("holding {open_at_hold} connections for {} s", a.hold));
     run.pump_for(Duration::from_secs_f64(a.hold));
     let (hold_server_cpu, hold_harness_cpu) = run.cpu_since(&mark);
     let held = run.total("open");
+    progress(&format!("held {held} connections"));
     let min_open_in_hold =
         run.timeline.iter().filter(|p| p.t >= hold_from).map(|p| p.open).min().unwrap_or(held).min(held);
     let pongs = run.total("pongs_sent") - pongs0;
@@ -242,6 +263,10 @@ pub fn run(common: &Common, a: &Args) -> Result<Outcome, String> {
         lost_total += lost;
         let latency = percentiles(&run.phase_latency);
         let last_ms = latency["max_ms"].as_f64();
+        progress(&format!(
+            "round {r}: {received} of {expected} delivered, last after {} ms",
+            last_ms.unwrap_or(0.0)
+        ));
         rounds.push(json!({
             "round": r,
             "channels": names.len(),
