@@ -303,6 +303,9 @@ node_warnings=$(cat "$out"/node-*.log | grep -E ' (WARN|ERROR) ' |
 alive=0
 for p in "${node_pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
 passed=$(sed -nE 's/^    "passed": (true|false),?$/\1/p' "$report")
+figure() { sed -nE "s/^    \"$1\": ([0-9]+)(\.[0-9]+)?,?\$/\1/p" "$report"; }
+kernel_per_socket=$(figure kernel_slab_per_socket)
+server_per_connection=$(figure server_rss_per_connection)
 {
   echo "benches/million.sh: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "command: $command_line"
@@ -315,6 +318,8 @@ passed=$(sed -nE 's/^    "passed": (true|false),?$/\1/p' "$report")
   echo "kernel: softnet backlog drops $((drops1 - drops0)); TCP listen overflows $(delta TcpExtListenOverflows), listen drops $(delta TcpExtListenDrops), memory pressure events $(delta TcpExtTCPMemoryPressures), aborts on memory $(delta TcpExtTCPAbortOnMemory), retransmitted segments $(delta TcpRetransSegs) (SYN $(delta TcpExtTCPSynRetrans), loss probes $(delta TcpExtTCPLossProbes), timeouts $(delta TcpExtTCPTimeouts)), SYN cookies sent $(delta TcpExtSyncookiesSent)"
   echo "time: $load_seconds s of load; $((SECONDS - started)) s from start to report"
   echo "passed: $passed"
+  # What tuning/check.sh and the server's start-up estimate read (benches/RESULTS.md, src/capacity.rs).
+  echo "capacity-figures: kernel_bytes_per_socket=${kernel_per_socket:-?} corecast_bytes_per_socket=${server_per_connection:-?}"
   echo
   cat "$out/run/summary.txt"
 } >"$out/million.txt"
