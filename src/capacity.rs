@@ -1,10 +1,11 @@
 //! How many connections this box can hold: the same arithmetic as `tuning/check.sh` (see
 //! tuning/README.md, "Capacity estimate"), so the start-up log and the script agree.
 
-/// Kernel memory per idle TCP socket and corecast's own per idle connection, as measured in
-/// benches/RESULTS.md (its `capacity-figures:` line; a test keeps the two in step).
-pub(crate) const KERNEL_BYTES_PER_SOCKET: u64 = 5015;
-pub(crate) const CORECAST_BYTES_PER_SOCKET: u64 = 993;
+/// Kernel memory per TCP socket and corecast's own per subscribed connection, held, as
+/// benches/million.sh measured them (benches/RESULTS.md's `capacity-figures:` line; a test
+/// keeps the two in step).
+pub(crate) const KERNEL_BYTES_PER_SOCKET: u64 = 4613;
+pub(crate) const CORECAST_BYTES_PER_SOCKET: u64 = 1021;
 
 /// File descriptors kept for the process itself (listeners, io_uring, logs, executors).
 pub(crate) const FD_SLACK: u64 = 64;

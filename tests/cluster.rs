@@ -166,6 +166,47 @@ fn node_id(server: &Server) -> u32 {
     line.rsplit("node ").next().unwrap().trim().parse().expect("a node id")
 }
 
+/// Regression: the command connection gave up on a reply after redis-rs's default 0.5 s. With
+/// 63 nodes on two cores ramping connections (benches/million.sh), replies took longer and every
+/// node dropped its connection — pausing cross-node delivery — and resynchronised, over and over.
+/// Here Redis answers nothing for 1.5 s while a publish and heartbeats wait for it.
+#[test]
+fn redis_reply_slower_than_half_a_second_keeps_the_node_connected() {
+    let redis = Redis::start();
+    let nodes = nodes(&redis, 2, &[]);
+    wait_for_cluster(&nodes);
+    let mut sub = raw_ws(&nodes[1].addr(), "/app/app-key?protocol=7");
+    let next_text = |s: &mut std::net::TcpStream| loop {
+        match read_frame(s) {
+            Some((1, p)) => return String::from_utf8(p).unwrap(),
+            Some(_) => continue,
+            None => panic!("no message from node 1 within 10 s"),
+        }
+    };
+    assert!(next_text(&mut sub).contains("pusher:connection_established"));
+    let subscribe = br#"{"event":"pusher:subscribe","data":{"channel":"slow-redis"}}"#;
+    std::io::Write::write_all(&mut sub, &client_frame(true, 1, subscribe, Some([7, 1, 2, 3]))).unwrap();
+    assert!(next_text(&mut sub).contains("pusher_internal:subscription_succeeded"));
+
+    let paused = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "CLIENT", "PAUSE", "1500", "ALL"])
+        .output()
+        .expect("redis-cli runs (scripts/test-deps.sh installs redis-server)");
+    assert_eq!(String::from_utf8_lossy(&paused.stdout).trim(), "OK", "{paused:?}");
+    let (status, _) = publish(&nodes[0].addr(), &["slow-redis"], "e", "after-the-pause");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+
+    let event = next_text(&mut sub);
+    assert!(event.contains("after-the-pause"), "{event}");
+    for (i, n) in nodes.iter().enumerate() {
+        assert!(
+            !n.log().contains("Redis connection lost"),
+            "node {i} dropped its Redis connection:\n{}",
+            n.log()
+        );
+    }
+}
+
 #[test]
 fn delivery_resumes_after_redis_restarts() {
     let redis = Redis::start();

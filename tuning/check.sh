@@ -275,11 +275,34 @@ else
 	summary="capacity: $cap connections (limited by $factor); memory would allow $(cc_commas "$mem_cap")"
 fi
 
+# A loaded nf_conntrack tracks nothing until a rule (NAT, a stateful filter) in this network
+# namespace uses it: benches/million.sh held 1,000,000 connections with nf_conntrack_max 262,144
+# and nf_conntrack_count 0. Only a table in use limits connections.
+conntrack_tracking=0
 if ((conntrack_loaded)); then
 	ct_max=$(</proc/sys/net/netfilter/nf_conntrack_max)
+	ct_count=$(cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo 0)
+	cc_is_uint "$ct_count" || ct_count=0
+	((ct_count == 0)) || conntrack_tracking=1
 	if ((ct_max < cap)); then
-		WARN+=("nf_conntrack is loaded and nf_conntrack_max=$ct_max < $cap: if it tracks port 6001, connections beyond $ct_max are dropped (raise it or NOTRACK the port)")
+		if ((conntrack_tracking)); then
+			WARN+=("nf_conntrack tracks connections here ($ct_count now) and nf_conntrack_max=$ct_max < $cap: if it tracks port 6001, connections beyond $ct_max are dropped (raise it or NOTRACK the port)")
+		else
+			WARN+=("nf_conntrack is loaded but tracks no connection in this network namespace (nf_conntrack_count 0: no rule uses it), so nf_conntrack_max=$ct_max limits nothing now; a NAT or stateful firewall rule would make it drop connections beyond $ct_max")
+		fi
 	fi
+fi
+
+# One process holds at most fd_rlimit connections. Where the hard RLIMIT_NOFILE cannot be
+# raised, several nodes share the port (--share-port, one --redis) and behave as one server;
+# SO_REUSEPORT spreads connections by hash, so each node is planned at 4/5 of its limit.
+per_node=$((fd_rlimit * 4 / 5))
+box_cap=$mem_cap
+((fd_file_max >= box_cap)) || box_cap=$fd_file_max
+nodes_needed=1
+if ((per_node > 0 && plan > fd_rlimit)); then
+	nodes_needed=$(((plan + per_node - 1) / per_node))
+	WARN+=("one process holds at most $fd_rlimit connections (RLIMIT_NOFILE $rl_which=$rl): for $(cc_commas "$plan") run $nodes_needed nodes sharing the port (--share-port and one --redis, as benches/million.sh does); memory and fs.file-max allow $(cc_commas "$box_cap") on this box")
 fi
 cg_line=$(grep -m1 '^0::' "/proc/${pid:-$$}/cgroup" 2>/dev/null || true)
 if [[ -n $cg_line && -r /sys/fs/cgroup${cg_line#0::}/memory.max ]]; then
@@ -295,7 +318,7 @@ reasons=()
 if [[ -n $target ]]; then
 	((cap >= target)) || reasons+=("capacity $cap < $target, limited by $factor")
 	((uring_ok)) || reasons+=("io_uring unavailable")
-	if ((conntrack_loaded)) && ((ct_max < target)); then
+	if ((conntrack_tracking)) && ((ct_max < target)); then
 		reasons+=("nf_conntrack_max=$ct_max < $target")
 	fi
 	if ((${#reasons[@]} == 0)); then ready=1; else ready=0; fi
@@ -320,6 +343,8 @@ if ((json)); then
 		printf '  "limited_by_detail": %s,\n' "$(json_str "$factor")"
 		printf '  "fd_capacity": %s,\n' "$fd_cap"
 		printf '  "memory_capacity": %s,\n' "$mem_cap"
+		printf '  "nodes_needed": %s,\n' "$nodes_needed"
+		printf '  "box_capacity": %s,\n' "$box_cap"
 		printf '  "fd_slack": %s,\n' "$FD_SLACK"
 		printf '  "rlimit_nofile_soft": %s,\n' "$nofile_soft"
 		printf '  "rlimit_nofile_hard": %s,\n' "$nofile_hard"

@@ -243,6 +243,15 @@ expect "--json capacity matches the text summary" test "$(json_field "$json" cap
 declare -A KIND=([RLIMIT_NOFILE]=RLIMIT_NOFILE [nr_open]=fs.nr_open [file_max]=fs.file-max [memory]=memory)
 expect "--json limited_by = ${KIND[$expected]}" test "$(json_field "$json" limited_by)" = "${KIND[$expected]}" -o "${close:-0}" = 1
 expect "--json ready = true for --target 1000" test "$(json_field "$json" ready)" = true
+expect "--json nodes_needed = 1 for --target 1000" test "$(json_field "$json" nodes_needed)" = 1
+# A target over one process's file limit names the nodes sharing the port that hold it.
+rl_cap=$((hard - 64))
+big=$((rl_cap * 3))
+nodes_want=$(((big + rl_cap * 4 / 5 - 1) / (rl_cap * 4 / 5)))
+json=$("$HERE/check.sh" --json --target "$big" || true)
+expect "--json nodes_needed = $nodes_want for --target $big (hard nofile $hard)" test "$(json_field "$json" nodes_needed)" = "$nodes_want"
+out=$("$HERE/check.sh" --target "$big" || true)
+expect "the text names the nodes for --target $big" has "$out" "run $nodes_want nodes sharing the port"
 
 # Unprivileged runs: a copy readable by nobody.
 cp -r "$HERE" "$tmp/tuning"

@@ -22,7 +22,8 @@ pub struct Common {
     pub server: SocketAddr,
     /// Where the HTTP API publishers connect (another node, for cross-node runs).
     pub publish_server: SocketAddr,
-    pub server_pid: Option<u32>,
+    /// The server's processes (several: nodes sharing the port), summed in every figure.
+    pub server_pids: Vec<u32>,
     pub target: Target,
     /// Subscribers offer permessage-deflate (and inflate what arrives compressed).
     pub deflate: bool,
@@ -36,6 +37,21 @@ pub struct Common {
 }
 
 impl Common {
+    /// The first server process (perf counts one process's send calls).
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server_pids.first().copied()
+    }
+
+    /// The server's RSS, summed over its processes.
+    pub fn server_rss(&self) -> Option<u64> {
+        procstat::rss_sum(&self.server_pids)
+    }
+
+    /// The server's CPU ticks, summed over its processes.
+    pub fn server_ticks(&self) -> Option<u64> {
+        procstat::cpu_ticks_sum(&self.server_pids)
+    }
+
     pub fn key_secret(&self) -> (String, String) {
         match &self.target {
             Target::Pusher { key, secret } => (key.clone(), secret.clone()),
@@ -89,7 +105,7 @@ pub struct Run {
 
 impl Run {
     pub fn start(common: &Common, plans: Vec<Plan>) -> Run {
-        let baseline_rss = common.server_pid.and_then(procstat::rss_bytes);
+        let baseline_rss = common.server_rss();
         let (tx, rx) = mpsc::channel();
         let exe = std::env::current_exe().expect("own executable");
         let mut workers = Vec::new();
@@ -240,6 +256,18 @@ impl Run {
         self.workers.iter().map(|w| w.child.id()).collect()
     }
 
+    /// RSS of the coordinator and its workers.
+    pub fn harness_rss(&self) -> Option<u64> {
+        let own = procstat::rss_bytes(std::process::id());
+        let workers = procstat::rss_sum(&self.worker_pids()).unwrap_or(0);
+        own.map(|o| o + workers)
+    }
+
+    /// The server's RSS before the workers started, summed over its processes.
+    pub fn baseline_rss(&self) -> Option<u64> {
+        self.baseline_rss
+    }
+
     pub fn phase_reset(&mut self) {
         self.phase_latency.reset();
     }
@@ -251,7 +279,7 @@ impl Run {
         let connected = self.total("connected");
         let deliveries = self.total("deliveries");
         let published = self.published.load(Ordering::Relaxed);
-        let server_ticks = self.common.server_pid.and_then(procstat::cpu_ticks);
+        let server_ticks = self.common.server_ticks();
         let server_cpu = match (server_ticks, self.prev_server_ticks) {
             (Some(now), Some(prev)) => Some((now - prev) as f64 / procstat::TICKS_PER_SEC / dt * 100.0),
             _ => None,
@@ -273,7 +301,7 @@ impl Run {
         self.window_latency.reset();
         let failures = self.failures().values().filter_map(Value::as_u64).sum();
         let open = self.total("open");
-        let server_rss = self.common.server_pid.and_then(procstat::rss_bytes);
+        let server_rss = self.common.server_rss();
         let per_connection = |v: f64| (open > 0).then(|| v / open as f64);
         let rss_per_connection = match (server_rss, self.baseline_rss) {
             (Some(now), Some(base)) => per_connection(now as f64 - base as f64),
@@ -293,6 +321,7 @@ impl Run {
             server_cpu_pct: server_cpu,
             server_cpu_us_per_connection: server_cpu.and_then(|pct| per_connection(pct * 10_000.0)),
             harness_cpu_pct: if self.prev_harness_ticks == 0 { 0.0 } else { harness_cpu },
+            harness_rss: self.harness_rss(),
             slab: procstat::slab_bytes(),
             tcp_buffers: procstat::tcp_buffer_bytes(),
         });
@@ -305,7 +334,7 @@ impl Run {
 
     /// CPU time so far: (when, server ticks, harness ticks), for `cpu_since`.
     pub fn cpu_mark(&self) -> CpuMark {
-        let server = self.common.server_pid.and_then(procstat::cpu_ticks);
+        let server = self.common.server_ticks();
         let own = procstat::cpu_ticks(std::process::id()).unwrap_or(0);
         let harness = self.worker_pids().into_iter().filter_map(procstat::cpu_ticks).sum::<u64>() + own;
         CpuMark { at: Instant::now(), server, harness }

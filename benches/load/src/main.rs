@@ -1,6 +1,7 @@
 //! corecast-load: benchmark corecast — or any Pusher-protocol server — with scenarios that
 //! ramp, hold and stop, always bounded in count and time. See benches/README.md.
 
+mod broadcast;
 mod coord;
 mod frames;
 mod plan;
@@ -34,9 +35,11 @@ pub struct Cli {
     /// makes every delivery cross nodes.
     #[arg(long, global = true)]
     pub publish_server: Option<SocketAddr>,
-    /// Server process to sample (RSS, CPU); found from the listening port when omitted.
-    #[arg(long, global = true)]
-    pub server_pid: Option<u32>,
+    /// Server process(es) to sample (RSS, CPU), comma-separated: several are summed (the nodes
+    /// of a cluster sharing one port with --share-port); every process listening on the
+    /// server's port when omitted.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// `pusher` (`/app/{key}`), `raw` (a plain WebSocket path, see --path) or `plain` (a plain
     /// WebSocket broadcast server such as benches/uws/broadcast.js: subscribers open --path,
     /// publishers --publish-path, `{channel}` replaced by the channel's name).
@@ -154,6 +157,45 @@ pub enum Scenario {
         count_sends: String,
         #[arg(long, default_value_t = 5_000.0)]
         connect_rate: f64,
+    },
+    /// Hold many subscribed connections (mostly on a few large public channels, some on presence
+    /// channels), answering heartbeats; then broadcast one event on every channel per round:
+    /// memory per connection (server, kernel, harness), connects/s, CPU, deliveries/s, loss and
+    /// latency of a broadcast to all. benches/million.sh drives it.
+    Broadcast {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Large public channels most connections share.
+        #[arg(long, default_value_t = 4)]
+        public_channels: usize,
+        /// Connections on presence channels, in percent.
+        #[arg(long, default_value_t = 2)]
+        presence_percent: u32,
+        /// Users per presence channel (at most the server's max_presence_members, 100 by default).
+        #[arg(long, default_value_t = 100)]
+        presence_size: usize,
+        /// Connection attempts per second.
+        #[arg(long, default_value_t = 5_000.0)]
+        rate: f64,
+        /// Most attempts in flight (all workers together; 0: no limit): a server slower than
+        /// --rate slows the ramp instead of timing attempts out.
+        #[arg(long, default_value_t = 2_000)]
+        max_pending: usize,
+        /// Seconds to hold every connection before broadcasting (heartbeats go on).
+        #[arg(long, default_value_t = 60.0)]
+        hold: f64,
+        /// Broadcasts: one event on every channel each.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Seconds to wait for a round's deliveries.
+        #[arg(long, default_value_t = 60.0)]
+        round_timeout: f64,
+        /// Bytes of event data.
+        #[arg(long, default_value_t = 100)]
+        payload: usize,
+        /// Events per HTTP API request (batch_events).
+        #[arg(long, default_value_t = 10)]
+        batch: usize,
     },
     /// Join/leave storm on presence channels; member events/s; member counts verified.
     Presence {
@@ -294,11 +336,15 @@ fn common(cli: &Cli) -> Result<Common, String> {
         PathBuf::from("target/load").join(format!("{scenario}-{t}"))
     });
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let server_pid = cli.server_pid.or_else(|| procstat::pid_listening_on(cli.server.port()));
+    let server_pids = if cli.server_pid.is_empty() {
+        procstat::pids_listening_on(cli.server.port())
+    } else {
+        cli.server_pid.clone()
+    };
     Ok(Common {
         server: cli.server,
         publish_server: cli.publish_server.unwrap_or(cli.server),
-        server_pid,
+        server_pids,
         target,
         deflate: cli.deflate,
         app_id: cli.app_id.clone(),

@@ -25,6 +25,49 @@ pub struct Plan {
     pub first_id: usize,
     /// On presence channels, connection `i` is user `user-{i / conns_per_user}`.
     pub conns_per_user: usize,
+    /// Which of the behaviour's channels connection `i` takes.
+    #[serde(default)]
+    pub layout: Layout,
+    /// Most connection attempts in flight at once in this worker (0: no limit, the rate alone
+    /// paces them): a server slower than the rate then slows the ramp instead of making
+    /// attempts time out. An attempt counts until its subscription is confirmed.
+    #[serde(default)]
+    pub max_pending: usize,
+}
+
+/// How connection `i` (user `u`) picks one of `len` channels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// `channels[u % len]`.
+    #[default]
+    Cycle,
+    /// The first `public` channels are public and the rest presence channels. Connection `i`
+    /// is on a presence channel when `i % 100 < presence_percent` — spread evenly over the
+    /// presence channels in order of `i` — and otherwise on public channel `i % public`.
+    Mix { public: usize, presence_percent: u32 },
+}
+
+impl Layout {
+    pub fn channel(&self, i: usize, user: usize, len: usize) -> usize {
+        let len = len.max(1);
+        match *self {
+            Layout::Cycle => user % len,
+            Layout::Mix { public, presence_percent } => {
+                let presence = len.saturating_sub(public);
+                let pct = presence_percent.min(100) as usize;
+                let r = i % 100;
+                if presence > 0 && public == 0 {
+                    i % presence
+                } else if presence > 0 && r < pct {
+                    // This connection's rank among the presence connections.
+                    let rank = (i / 100) * pct + r;
+                    public + rank % presence
+                } else {
+                    i % public.max(1)
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,5 +104,27 @@ impl Behaviour {
     /// Whether connections come and go on their own (the level is a concurrency, not a count).
     pub fn cycles(&self) -> bool {
         matches!(self, Behaviour::Presence { .. } | Behaviour::Churn { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mix_puts_the_given_share_on_presence_channels_evenly() {
+        let mix = Layout::Mix { public: 4, presence_percent: 5 };
+        let len = 4 + 3;
+        let mut per = vec![0usize; len];
+        for i in 0..10_000 {
+            per[mix.channel(i, i, len)] += 1;
+        }
+        let presence: usize = per[4..].iter().sum();
+        assert_eq!(presence, 500, "5 % of 10,000");
+        assert!(per[4..].iter().all(|&n| n == 166 || n == 167), "{per:?}");
+        assert!(per[..4].iter().all(|&n| (2370..=2380).contains(&n)), "{per:?}");
+        assert_eq!(Layout::Cycle.channel(7, 3, 2), 1, "the user picks the channel");
+        let all_presence = Layout::Mix { public: 0, presence_percent: 100 };
+        assert_eq!(all_presence.channel(5, 5, 2), 1);
     }
 }

@@ -1,12 +1,35 @@
-//! Server and harness figures from /proc: resident memory, CPU time, kernel slab.
+//! Server and harness figures from /proc: resident memory, CPU time, kernel slab. A "server" may
+//! be several processes (the nodes of a cluster sharing one port): their figures are summed.
 
 /// Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux).
 pub const TICKS_PER_SEC: f64 = 100.0;
 
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` memory field (`"VmRSS:"`, `"RssAnon:"`, `"RssFile:"`), bytes.
+pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// Summed RSS of `pids` (those still running), or None when none is.
+pub fn rss_sum(pids: &[u32]) -> Option<u64> {
+    let v: Vec<u64> = pids.iter().filter_map(|&p| rss_bytes(p)).collect();
+    (!v.is_empty()).then(|| v.iter().sum())
+}
+
+/// Summed CPU ticks of `pids` (those still running), or None when none is.
+pub fn cpu_ticks_sum(pids: &[u32]) -> Option<u64> {
+    let v: Vec<u64> = pids.iter().filter_map(|&p| cpu_ticks(p)).collect();
+    (!v.is_empty()).then(|| v.iter().sum())
+}
+
+/// Open file descriptors of a process (its connections, for a server), or None once it is gone.
+pub fn open_fds(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
 /// utime + stime of a process, in ticks.
@@ -18,11 +41,16 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// A `/proc/meminfo` field (`"Slab:"`, `"MemAvailable:"`), bytes.
+pub fn meminfo_bytes(field: &str) -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with(field))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
 /// Kernel slab memory (SReclaimable + SUnreclaim), bytes.
 pub fn slab_bytes() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("Slab:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    meminfo_bytes("Slab:")
 }
 
 /// Memory of TCP socket buffers, machine-wide (`/proc/net/sockstat` "TCP: ... mem", pages),
@@ -35,8 +63,9 @@ pub fn tcp_buffer_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// Finds the pid of the process listening on `port` (via /proc/net/tcp inodes), if any.
-pub fn pid_listening_on(port: u16) -> Option<u32> {
+/// Finds every process listening on `port` (via /proc/net/tcp inodes): one for a single
+/// server, each node for processes sharing the port (SO_REUSEPORT); in pid order.
+pub fn pids_listening_on(port: u16) -> Vec<u32> {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else { continue };
@@ -50,19 +79,23 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
             }
         }
     }
+    let mut pids = Vec::new();
     if inodes.is_empty() {
-        return None;
+        return pids;
     }
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return pids };
+    for entry in procs.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
         for fd in fds.flatten() {
             if let Ok(target) = std::fs::read_link(fd.path())
                 && inodes.iter().any(|i| target.to_string_lossy() == *i)
             {
-                return Some(pid);
+                pids.push(pid);
+                break;
             }
         }
     }
-    None
+    pids.sort_unstable();
+    pids
 }

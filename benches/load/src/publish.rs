@@ -293,18 +293,31 @@ fn http_request(
     channels: &[usize],
 ) -> Vec<u8> {
     let pad = ctx.payload;
-    let event = |ctx: &mut Ctx, c: usize| {
-        let p = ctx.probe(c);
-        let data = frames::probe_text(&p, pad);
-        (ctx.channels[c].clone(), String::from_utf8(data).expect("ASCII"))
-    };
-    let (path, body) = if channels.len() == 1 {
-        let (ch, data) = event(ctx, channels[0]);
+    let events: Vec<(String, String)> = channels
+        .iter()
+        .map(|&c| {
+            let p = ctx.probe(c);
+            let data = frames::probe_text(&p, pad);
+            (ctx.channels[c].clone(), String::from_utf8(data).expect("ASCII"))
+        })
+        .collect();
+    signed_request(server, app_id, key, secret, &events)
+}
+
+/// A signed HTTP API request publishing `events` (channel, data): `/events` for one,
+/// `/batch_events` for several.
+fn signed_request(
+    server: SocketAddr,
+    app_id: &str,
+    key: &str,
+    secret: &str,
+    events: &[(String, String)],
+) -> Vec<u8> {
+    let (path, body) = if let [(ch, data)] = events {
         (format!("/apps/{app_id}/events"), format!(r#"{{"name":"bench","channel":"{ch}","data":"{data}"}}"#))
     } else {
         let mut body = String::from(r#"{"batch":["#);
-        for (i, &c) in channels.iter().enumerate() {
-            let (ch, data) = event(ctx, c);
+        for (i, (ch, data)) in events.iter().enumerate() {
             if i > 0 {
                 body.push(',');
             }
@@ -319,6 +332,85 @@ fn http_request(
         body.len()
     )
     .into_bytes()
+}
+
+/// What one broadcast round's publishing achieved.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Round {
+    /// Events the server accepted (2xx), per channel at most one.
+    pub accepted: u64,
+    /// Events in requests answered otherwise, or not answered.
+    pub refused: u64,
+    /// From building the first request to the last answer.
+    pub seconds: f64,
+}
+
+/// Publishes one event to every channel at once — publisher 0, sequence number `seq` on each
+/// channel — as `batch_events` requests of up to `batch` events pipelined on one keep-alive
+/// connection to `server`, and waits (at most 30 s) for every answer. Returns the channels whose
+/// event the server accepted.
+#[allow(clippy::too_many_arguments)]
+pub fn http_round(
+    server: SocketAddr,
+    app_id: &str,
+    key: &str,
+    secret: &str,
+    channels: &[String],
+    seq: u32,
+    payload: usize,
+    batch: usize,
+) -> io::Result<(Vec<usize>, Round)> {
+    let started = Instant::now();
+    let batch = batch.clamp(1, 10);
+    let mut out = Vec::new();
+    let mut requests: VecDeque<Vec<usize>> = VecDeque::new();
+    let indices: Vec<usize> = (0..channels.len()).collect();
+    for chunk in indices.chunks(batch) {
+        let events: Vec<(String, String)> = chunk
+            .iter()
+            .map(|&c| {
+                let p = Probe { sent_ns: now_ns(), channel: c as u16, publisher: 0, seq };
+                let data = frames::probe_text(&p, payload);
+                (channels[c].clone(), String::from_utf8(data).expect("ASCII"))
+            })
+            .collect();
+        out.extend_from_slice(&signed_request(server, app_id, key, secret, &events));
+        requests.push_back(chunk.to_vec());
+    }
+    let mut s = TcpStream::connect_timeout(&server, Duration::from_secs(5))?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(1)))?;
+    s.write_all(&out)?;
+    let mut accepted_channels = Vec::new();
+    let mut round = Round::default();
+    let mut inbuf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let until = Instant::now() + Duration::from_secs(30);
+    while !requests.is_empty() && Instant::now() < until {
+        while let Some((used, ok, _close)) = parse_response(&inbuf) {
+            inbuf.drain(..used);
+            let Some(chs) = requests.pop_front() else { break };
+            if ok {
+                round.accepted += chs.len() as u64;
+                accepted_channels.extend(chs);
+            } else {
+                round.refused += chs.len() as u64;
+            }
+        }
+        if requests.is_empty() {
+            break;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => inbuf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    round.refused += requests.iter().map(|r| r.len() as u64).sum::<u64>();
+    round.seconds = started.elapsed().as_secs_f64();
+    Ok((accepted_channels, round))
 }
 
 struct HttpConn {

@@ -23,6 +23,8 @@ pub struct Point {
     /// Server CPU time per open connection, in microseconds per second.
     pub server_cpu_us_per_connection: Option<f64>,
     pub harness_cpu_pct: f64,
+    /// RSS of the harness: the coordinator and its workers.
+    pub harness_rss: Option<u64>,
     pub slab: Option<u64>,
     /// TCP socket buffers, machine-wide.
     pub tcp_buffers: Option<u64>,
@@ -70,8 +72,11 @@ pub fn write_charts(dir: &Path, label: &str, timeline: &[Point]) -> Result<Vec<S
         ("latency.svg", "latency (ms)", vec![("p50", series(&|p| p.p50_ms)), ("p99", series(&|p| p.p99_ms))]),
         (
             "server_rss.svg",
-            "server RSS (MiB)",
-            vec![("RSS", series(&|p| p.server_rss.map(|r| r as f64 / 1048576.0)))],
+            "RSS (MiB)",
+            vec![
+                ("server", series(&|p| p.server_rss.map(|r| r as f64 / 1048576.0))),
+                ("harness", series(&|p| p.harness_rss.map(|r| r as f64 / 1048576.0))),
+            ],
         ),
         (
             "per_connection.svg",

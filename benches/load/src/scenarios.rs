@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::Scenario;
 use crate::coord::{self, Common, Run, percentiles};
-use crate::plan::{Behaviour, Plan, Target};
+use crate::plan::{Behaviour, Layout, Plan, Target};
 use crate::procstat;
 use crate::publish::{self, Publishing, Spec, Via};
 use crate::report;
@@ -67,12 +67,40 @@ pub fn run(common: &Common, scenario: &Scenario) -> Result<String, String> {
         Scenario::Echo { connections, size, interval_ms, duration, rate } => {
             echo(common, connections, size, interval_ms, duration, rate)?
         }
+        Scenario::Broadcast {
+            connections,
+            public_channels,
+            presence_percent,
+            presence_size,
+            rate,
+            max_pending,
+            hold,
+            rounds,
+            round_timeout,
+            payload,
+            batch,
+        } => crate::broadcast::run(
+            common,
+            &crate::broadcast::Args {
+                connections,
+                public_channels,
+                presence_percent,
+                presence_size,
+                rate,
+                max_pending,
+                hold,
+                rounds,
+                round_timeout,
+                payload,
+                batch,
+            },
+        )?,
         Scenario::RecvBench { .. } => return Err("recv-bench runs without a server".into()),
     };
     write_report(common, name, params, figures, &run)
 }
 
-fn plans(
+pub(crate) fn plans(
     common: &Common,
     total_levels: &[usize],
     behaviour: Behaviour,
@@ -102,15 +130,17 @@ fn plans(
             sample_ms: common.sample_ms,
             first_id: first,
             conns_per_user,
+            layout: Layout::Cycle,
+            max_pending: 0,
         })
         .collect()
 }
 
-fn channel_names(prefix: &str, n: usize) -> Vec<String> {
+pub(crate) fn channel_names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
-type Outcome = (&'static str, Value, serde_json::Map<String, Value>, Run);
+pub(crate) type Outcome = (&'static str, Value, serde_json::Map<String, Value>, Run);
 
 fn connect(common: &Common, connections: usize, rate: f64, hold: f64) -> Result<Outcome, String> {
     let plans = plans(common, &[connections], Behaviour::Idle { channels: vec![] }, rate, 0, 0, 1);
@@ -153,7 +183,7 @@ fn idle(
         Target::Pusher { .. } | Target::Plain { .. } => channel_names("idle-", channels),
         Target::Raw { .. } => vec![],
     };
-    let rss0 = common.server_pid.and_then(procstat::rss_bytes);
+    let rss0 = common.server_rss();
     let slab0 = procstat::slab_bytes();
     let plans = plans(common, &steps, Behaviour::Idle { channels: names.clone() }, rate, 0, 0, 1);
     let mut run = Run::start(common, plans);
@@ -164,7 +194,7 @@ fn idle(
         }
         run.pump_for(Duration::from_secs_f64(settle));
         let open = run.total("open");
-        let rss = common.server_pid.and_then(procstat::rss_bytes);
+        let rss = common.server_rss();
         let slab = procstat::slab_bytes();
         let per = |now: Option<u64>, base: Option<u64>| match (now, base) {
             (Some(n), Some(b)) if open > 0 => Some((n as f64 - b as f64) / open as f64),
@@ -289,7 +319,7 @@ fn fanout_phase(
     let before = Totals::of(run);
     let errors0 = run.publish_errors.load(Ordering::Relaxed);
     run.phase_reset();
-    let window = sends::begin(a.count_sends, common.server, common.server_pid, &common.out);
+    let window = sends::begin(a.count_sends, common.server, common.server_pid(), &common.out);
     let t0 = run.elapsed();
     let mark = run.cpu_mark();
     publishing.rate.store(rate.round() as u64, Ordering::Relaxed);
@@ -714,7 +744,7 @@ fn echo(
     ))
 }
 
-fn round(v: f64) -> f64 {
+pub(crate) fn round(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
@@ -730,7 +760,8 @@ fn write_report(
         "scenario": name,
         "label": common.label,
         "server": common.server.to_string(),
-        "server_pid": common.server_pid,
+        "server_pid": common.server_pid(),
+        "server_pids": common.server_pids,
         "params": params,
         "figures": figures,
         "charts": charts,

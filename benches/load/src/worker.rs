@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::frames;
 use crate::plan::{Behaviour, Plan, Target};
@@ -75,10 +75,22 @@ enum End {
 }
 
 pub fn run(plan: Plan) {
+    raise_nofile();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, drive(plan));
     std::process::exit(0);
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit: a worker holds up to --per-worker sockets,
+/// and a login shell's soft limit is often 1,024.
+fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
 
 async fn drive(plan: Plan) {
@@ -108,12 +120,17 @@ async fn drive(plan: Plan) {
     let started = Instant::now();
     let rate = plan.rate.max(1.0);
     let mut stopped = false;
+    let pending = (plan.max_pending > 0).then(|| std::sync::Arc::new(Semaphore::new(plan.max_pending)));
     'levels: for (index, &level) in plan.levels.iter().enumerate() {
         let base = spawned;
         let level_start = Instant::now();
         while spawned < level {
             let due = level_start + Duration::from_secs_f64((spawned - base) as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
+            let permit = match &pending {
+                Some(p) => Some(p.clone().acquire_owned().await.expect("never closed")),
+                None => None,
+            };
             let id = plan.first_id + spawned;
             tasks.push(tokio::task::spawn_local(connection(
                 id,
@@ -121,6 +138,7 @@ async fn drive(plan: Plan) {
                 stats.clone(),
                 stop_rx.clone(),
                 receiver.clone(),
+                permit,
             )));
             spawned += 1;
             if let Ok(cmd) = cmd_rx.try_recv()
@@ -221,6 +239,9 @@ async fn connection(
     st: Rc<Stats>,
     mut stop: watch::Receiver<bool>,
     receiver: Option<Rc<Receiver>>,
+    // Held while the first attempt is in flight: until subscribed for subscribers, until open
+    // otherwise.
+    mut pending: Option<OwnedSemaphorePermit>,
 ) {
     let mut first = true;
     loop {
@@ -233,6 +254,9 @@ async fn connection(
         if first {
             Stats::add(&st.settled, 1);
             first = false;
+        }
+        if receiver.is_none() || !matches!(opened, Ok(Ok(_))) {
+            drop(pending.take());
         }
         let (ws, socket_id) = match opened {
             Ok(Ok(ok)) => ok,
@@ -253,7 +277,11 @@ async fn connection(
         Stats::add(&st.connected, 1);
         Stats::add(&st.open, 1);
         let end = match &receiver {
-            Some(r) => subscribe_and_hand_off(id, ws, &socket_id, &plan, &st, r).await,
+            Some(r) => {
+                let end = subscribe_and_hand_off(id, ws, &socket_id, &plan, &st, r).await;
+                drop(pending.take());
+                end
+            }
             None => behave(id, ws, socket_id, &plan, &st, &mut stop).await,
         };
         if let End::HandedOff = end {
@@ -346,7 +374,7 @@ async fn behave(
 ) -> End {
     // All connections of one user share a channel, so presence deduplicates them.
     let user = id / plan.conns_per_user.max(1);
-    let pick = |channels: &Vec<String>| channels.get(user % channels.len().max(1)).cloned();
+    let pick = |channels: &Vec<String>| channels.get(plan.layout.channel(id, user, channels.len())).cloned();
     let (channel, stay, jitter, echo) = match &plan.behaviour {
         Behaviour::Idle { channels } | Behaviour::Subscribe { channels, .. } => {
             (pick(channels), None, 0, None)
@@ -472,7 +500,8 @@ fn leading_number(b: &[u8]) -> Option<u64> {
     std::str::from_utf8(&b[..digits]).ok()?.parse().ok()
 }
 
-/// The channel connection `id` subscribes to (`channels[user % len]`), if its behaviour has one.
+/// The channel connection `id` subscribes to (the plan's layout picks it), if its behaviour has
+/// one.
 fn channel_index(id: usize, plan: &Plan) -> Option<usize> {
     let user = id / plan.conns_per_user.max(1);
     match &plan.behaviour {
@@ -482,7 +511,7 @@ fn channel_index(id: usize, plan: &Plan) -> Option<usize> {
         | Behaviour::Churn { channels, .. }
             if !channels.is_empty() =>
         {
-            Some(user % channels.len())
+            Some(plan.layout.channel(id, user, channels.len()))
         }
         _ => None,
     }

@@ -23,10 +23,13 @@ pub(super) async fn run(b: Shared) {
     let mut backoff = Duration::from_millis(100);
     loop {
         if con_of(&b).is_none() {
-            let url = b.borrow().s.url.clone();
+            let (url, ttl) = {
+                let br = b.borrow();
+                (br.s.url.clone(), br.s.ttl)
+            };
             let connected = async {
                 let client = redis::Client::open(url.as_str())?;
-                client.get_multiplexed_async_connection().await
+                client.get_multiplexed_async_connection_with_config(&connection_config(ttl)).await
             }
             .await;
             match connected {
@@ -58,21 +61,43 @@ pub(super) async fn run(b: Shared) {
     }
 }
 
+/// How long the command connection waits: for a reply, half the node TTL; to connect, a
+/// quarter. redis-rs's defaults (0.5 s, 1 s) are shorter than a busy box's scheduling delays:
+/// with dozens of nodes on a few cores, replies took longer during a connection ramp, and every
+/// node dropped its connection (pausing cross-node delivery) and resynchronised, over and over.
+/// A Redis that is down still fails at once (the connection is refused or reset).
+pub(super) fn connection_config(ttl_secs: u64) -> redis::AsyncConnectionConfig {
+    let ms = ttl_secs.saturating_mul(1000);
+    redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(Duration::from_millis((ms / 2).max(1_000))))
+        .set_connection_timeout(Some(Duration::from_millis((ms / 4).max(1_000))))
+}
+
+/// The registered nodes and which of them have a heartbeat key: one round trip for all of them,
+/// however many nodes there are.
+async fn registered_nodes(
+    b: &Shared,
+    con: &mut MultiplexedConnection,
+) -> redis::RedisResult<Vec<(NodeId, bool)>> {
+    let nodes_key = b.borrow().key("nodes");
+    let nodes: Vec<u32> = redis::cmd("SMEMBERS").arg(&nodes_key).query_async(con).await?;
+    if nodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for n in &nodes {
+        pipe.cmd("EXISTS").arg(b.borrow().key(&format!("node:{n}")));
+    }
+    let exists: Vec<bool> = pipe.query_async(con).await?;
+    Ok(nodes.into_iter().map(NodeId).zip(exists).collect())
+}
+
 /// The registered nodes whose heartbeat key exists.
 pub(super) async fn alive_nodes(
     b: &Shared,
     con: &mut MultiplexedConnection,
 ) -> redis::RedisResult<HashSet<NodeId>> {
-    let nodes_key = b.borrow().key("nodes");
-    let nodes: Vec<u32> = redis::cmd("SMEMBERS").arg(&nodes_key).query_async(con).await?;
-    let mut alive = HashSet::new();
-    for n in nodes {
-        let key = b.borrow().key(&format!("node:{n}"));
-        if redis::cmd("EXISTS").arg(&key).query_async::<bool>(con).await? {
-            alive.insert(NodeId(n));
-        }
-    }
-    Ok(alive)
+    Ok(registered_nodes(b, con).await?.into_iter().filter(|&(_, alive)| alive).map(|(n, _)| n).collect())
 }
 
 /// Refreshes our heartbeat key, learns who is alive, and removes nodes whose key expired.
@@ -86,23 +111,25 @@ async fn heartbeat(b: &Shared) {
         // The key lives 3/4 of the TTL and is refreshed every 1/4: a dead node's key is gone at
         // most 3/4 TTL after its last refresh, and a survivor notices within 1/4 TTL more, so
         // its members are removed within the TTL.
-        redis::cmd("SET")
+        redis::pipe()
+            .cmd("SET")
             .arg(&node_key)
             .arg("alive")
             .arg("PX")
             .arg(ttl.saturating_mul(750))
+            .ignore()
+            .cmd("SADD")
+            .arg(&nodes_key)
+            .arg(node.0)
+            .ignore()
             .query_async::<()>(&mut con)
             .await?;
-        redis::cmd("SADD").arg(&nodes_key).arg(node.0).query_async::<i64>(&mut con).await?;
-        let nodes: Vec<u32> = redis::cmd("SMEMBERS").arg(&nodes_key).query_async(&mut con).await?;
         let mut alive = HashSet::new();
-        for n in nodes {
-            let key = b.borrow().key(&format!("node:{n}"));
-            let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut con).await?;
+        for (n, exists) in registered_nodes(b, &mut con).await? {
             if exists {
-                alive.insert(NodeId(n));
+                alive.insert(n);
             } else {
-                clean_up_dead(b, &mut con, NodeId(n)).await?;
+                clean_up_dead(b, &mut con, n).await?;
             }
         }
         STATUS.nodes.store(alive.len() as u64, Ordering::Relaxed);
