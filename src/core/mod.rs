@@ -24,6 +24,7 @@ mod wheel;
 mod write;
 
 pub(crate) mod testing;
+pub(crate) mod tls;
 #[cfg(test)]
 mod tests;
 
