@@ -107,6 +107,10 @@ pub(crate) struct Engine<S: Service> {
     pub(crate) peer_link: Option<Box<dyn PeerLink<S::Peer>>>,
     /// Per peer: the mesh pump holds a message it waits to send (order: no bypass).
     pub(crate) pump_holding: Vec<bool>,
+    /// Emptied output queues kept for reuse (a fan-out pass would otherwise allocate and free
+    /// one per subscriber). Boxed because a connection holds its queue boxed.
+    #[allow(clippy::vec_box)]
+    pub(crate) spare_queues: Vec<Box<OutQueue>>,
     /// The core's inflater for compressed client messages (made on first use).
     pub(crate) inflater: Option<Box<Inflater>>,
     /// The core's compressor for frames to connections that negotiated compression (made on
@@ -143,6 +147,7 @@ impl<S: Service> Engine<S> {
             outbox_waker: None,
             peer_link: None,
             pump_holding: vec![false; cores],
+            spare_queues: Vec::new(),
             inflater: None,
             deflater: None,
             fast_deflater: None,
@@ -265,7 +270,8 @@ impl<S: Service> Engine<S> {
         if conn.has(flag::KILL) || conn.has(flag::CLOSE_AFTER_FLUSH) || conn.phase == Phase::Closing {
             return false;
         }
-        let q = conn.out.get_or_insert_with(Box::<OutQueue>::default);
+        let spare = &mut self.spare_queues;
+        let q = conn.out.get_or_insert_with(|| spare.pop().unwrap_or_default());
         q.push(bytes.clone());
         self.queued = self.queued.saturating_add(bytes.len());
         if q.bytes() > max {

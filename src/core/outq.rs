@@ -77,6 +77,11 @@ impl OutQueue {
         }
     }
 
+    /// An emptied queue whose slots are worth keeping for reuse (a small allocation).
+    pub(crate) fn is_reusable(&self) -> bool {
+        self.frames.is_empty() && self.frames.capacity() <= 16
+    }
+
     /// Heap bytes this queue holds (the queue, its slots and the bytes it refers to).
     pub(crate) fn heap_bytes(&self) -> usize {
         std::mem::size_of::<OutQueue>() + self.frames.capacity() * std::mem::size_of::<Bytes>() + self.bytes

@@ -16,7 +16,7 @@ use std::task::Waker;
 
 use super::conn::{ConnKey, flag};
 use super::engine::Engine;
-use super::outq::MAX_IOV;
+use super::outq::{MAX_IOV, OutQueue};
 use super::service::Service;
 
 impl<S: Service> Engine<S> {
@@ -67,7 +67,11 @@ impl<S: Service> Engine<S> {
     /// `MAX_IOV` frames.
     pub(crate) fn write_conn(&mut self, key: ConnKey) {
         let resume_below = self.settings().max_outbound_bytes / 2;
-        let Some(conn) = self.conn_mut(key) else { return };
+        let spare = &mut self.spare_queues;
+        let Some(conn) = self.conns.get_mut(key.idx as usize).filter(|c| c.generation == key.generation)
+        else {
+            return;
+        };
         if conn.has(flag::BLOCKED) || conn.has(flag::KILL) {
             return;
         }
@@ -84,7 +88,7 @@ impl<S: Service> Engine<S> {
                     written += w;
                     frames += q.advance(w);
                     if q.is_empty() {
-                        conn.out = None;
+                        recycle(spare, conn.out.take());
                         break;
                     }
                     if w < offered {
@@ -134,5 +138,19 @@ impl<S: Service> Engine<S> {
         self.stats.bytes_out += bytes as u64;
         self.stats.frames_out += frames;
         self.stats.sends += sends;
+    }
+}
+
+/// Most emptied queues a core keeps for reuse.
+const SPARE_QUEUES: usize = 4096;
+
+/// Keeps an emptied queue for the next connection that needs one (unless it grew large).
+#[allow(clippy::vec_box)]
+fn recycle(spare: &mut Vec<Box<OutQueue>>, q: Option<Box<OutQueue>>) {
+    if let Some(q) = q
+        && spare.len() < SPARE_QUEUES
+        && q.is_reusable()
+    {
+        spare.push(q);
     }
 }

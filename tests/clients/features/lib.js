@@ -28,15 +28,8 @@ async function signedIn(user, watchlist, opts = {}, core = undefined) {
   return { p, online, offline, socketId: p.connection.socket_id };
 }
 
-// Polls `pred` every 20 ms until it holds or `ms` passes.
-async function until(pred, what, ms = 10000) {
-  const start = Date.now();
-  while (Date.now() - start < ms) {
-    if (pred()) return Date.now() - start;
-    await pusher.sleep(20);
-  }
-  throw new Error('timed out waiting for ' + what);
-}
+// Polls `pred` (sync or async) until it holds or `ms` passes (the shared pusher helper).
+const { until } = pusher;
 
 // A pusher-js client whose WebSocket handshake carries `Origin: origin` (pusher-js on Node
 // sends none; its faye-websocket client takes extra headers).
