@@ -45,6 +45,8 @@ const READS_PER_CALL: usize = 4;
 /// Most ciphertext a connection keeps unsent: a batch, the handshake's flights and alerts fit
 /// many times over. Beyond it the peer is not reading and the connection fails.
 const MAX_TAIL: usize = 4 * BATCH;
+/// Queued records encoded after a failure (the rest of the flight and the alert saying why).
+const MAX_FAILURE_CHUNKS: usize = 8;
 
 /// `TlsSocket::flags`.
 mod state {
@@ -135,6 +137,18 @@ impl Sink<'_> {
             incoming.get_or_insert_with(Box::default).plain.extend_from_slice(&payload[n..]);
         }
     }
+}
+
+/// A failure rustls reports from its record layer (before any handshake state saw the record).
+fn deframe_failure(e: &rustls::Error) -> bool {
+    use rustls::{Error, PeerMisbehaved};
+    matches!(
+        e,
+        Error::InvalidMessage(_)
+            | Error::PeerSentOversizedRecord
+            | Error::DecryptError
+            | Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec)
+    )
 }
 
 /// A TLS failure as the I/O error that ends the connection.
@@ -252,15 +266,27 @@ impl<S: Socket> TlsSocket<S> {
             };
             used += discard;
             if let Some(e) = failure {
-                // rustls queued an alert saying why: encode it to be sent with the rest.
-                if let Ok(ConnectionState::EncodeTlsData(mut data)) =
-                    self.conn.process_tls_records(&mut input[used..]).state
-                {
-                    let _ = grow_into(out, out_len, |buf| match data.encode(buf) {
+                // rustls queued an alert saying why. A record it could not deframe or decrypt
+                // queues that alert alone (and asking again would deframe the same record and
+                // queue a second one); a handshake message it refused may follow messages of
+                // the same flight (TLS 1.3: ServerHello, then an encrypted alert), and asking
+                // again after that failure only repeats the error. Encode them all, in order,
+                // to be sent with the rest.
+                let chunks = if deframe_failure(&e) { 1 } else { MAX_FAILURE_CHUNKS };
+                for _ in 0..chunks {
+                    let Ok(ConnectionState::EncodeTlsData(mut data)) =
+                        self.conn.process_tls_records(&mut input[used..]).state
+                    else {
+                        break;
+                    };
+                    let encoded = grow_into(out, out_len, |buf| match data.encode(buf) {
                         Ok(n) => Ok(Ok(n)),
                         Err(EncodeError::InsufficientSize(e)) => Err(e.required_size),
-                        Err(_) => Ok(Ok(0)),
+                        Err(e) => Ok(Err(rustls::Error::General(e.to_string()))),
                     });
+                    if encoded.is_err() {
+                        break;
+                    }
                 }
                 return Err(e);
             }

@@ -368,7 +368,6 @@ fn a_client_without_http11_in_its_alpn_is_refused() {
     p.c.to_server();
     assert!(matches!(p.read(1024), Poll::Ready(Err(_))));
     let out = p.c.sock.take();
-    eprintln!("{out:?}");
     let mut rd = &out[..];
     p.c.conn.read_tls(&mut rd).unwrap();
     let err = p.c.conn.process_new_packets().unwrap_err();
