@@ -185,6 +185,16 @@ pub(crate) fn render(reports: &[CoreReport], apps: &[App], process: &Process) ->
         |r| r.pusher.published,
     );
     b.total("deliveries", "Event frames queued for subscribers", &reports, |r| r.pusher.deliveries);
+    b.total("deflate_negotiated", "WebSockets that negotiated permessage-deflate", &reports, |r| {
+        r.engine.deflate_negotiated
+    });
+    b.total("deflate_frames", "Fan-out frames sent compressed", &reports, |r| r.engine.deflate_frames);
+    b.total(
+        "deflate_bytes_saved",
+        "Bytes compressed fan-out frames saved against their plain copies",
+        &reports,
+        |r| r.engine.deflate_bytes_saved,
+    );
     b.total("slow_consumer_disconnects", "Subscribers cut off for not reading", &reports, |r| {
         r.engine.slow_consumers
     });

@@ -253,3 +253,24 @@ fn status_page_renders_live_figures_and_is_closed_by_default() {
     );
     assert_png(&png);
 }
+
+/// Issue 16: a real browser negotiates permessage-deflate with corecast on its own and reads a
+/// compressed event through pusher-js.
+#[test]
+fn chromium_negotiates_compression_and_reads_compressed_events() {
+    let env = testenv();
+    for (path, what) in [
+        (PathBuf::from("/usr/bin/chromium"), "Debian's chromium package"),
+        (env.join("browser/node_modules/playwright-core"), "npm playwright-core"),
+        (env.join("node/node_modules/pusher-js"), "npm pusher-js"),
+        (env.join("node/node_modules/pusher"), "npm pusher"),
+    ] {
+        assert!(path.exists(), "{} is missing ({what}): run scripts/test-deps.sh", path.display());
+    }
+    let server = Server::start(&["--cores", "2", "--permessage-deflate"]);
+    drive(&server, "compression.js", &[]);
+    let m = scrape(&server.addr());
+    assert_eq!(metric(&m, "corecast_deflate_negotiated_total"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "corecast_deflate_frames_total"), Some(1.0), "the event went out compressed: {m}");
+    assert!(metric(&m, "corecast_deflate_bytes_saved_total").unwrap() > 2000.0, "{m}");
+}

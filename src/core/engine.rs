@@ -241,12 +241,17 @@ impl<S: Service> Engine<S> {
     /// When the event also exists compressed, a connection that negotiated permessage-deflate
     /// (with a window that fits) gets `compressed` instead.
     pub(crate) fn push(&mut self, idx: u32, frame: &Bytes, compressed: Option<&CompressedFrame>) -> bool {
+        let plain_len = frame.len();
         let frame = match (compressed, self.conns.get(idx as usize).and_then(|c| c.deflate)) {
             (Some(c), Some(n)) if n.accepts(c.window_bits) => &c.frame,
             _ => frame,
         };
         if !self.enqueue(idx, frame) {
             return false;
+        }
+        if frame.len() < plain_len {
+            self.stats.deflate_frames += 1;
+            self.stats.deflate_bytes_saved += (plain_len - frame.len()) as u64;
         }
         let conn = &mut self.conns[idx as usize];
         if !conn.has(flag::DIRTY) && !conn.has(flag::BLOCKED) {

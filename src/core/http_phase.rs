@@ -244,6 +244,9 @@ impl<S: Service> Core<S> {
             }
         }
         let deflate = handshake::negotiate(req, self.e.settings().deflate);
+        if deflate.is_some() {
+            self.e.stats.deflate_negotiated += 1;
+        }
         self.e.send(key, handshake::switching_protocols_with(&accept, deflate));
         self.open_ws(key, kind, state, refusal.is_none());
         if let Some(conn) = self.e.conn_mut(key) {

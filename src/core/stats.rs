@@ -36,4 +36,10 @@ pub(crate) struct Stats {
     pub(crate) bytes_out: u64,
     /// Connections cut off for not reading fast enough.
     pub(crate) slow_consumers: u64,
+    /// WebSockets that negotiated permessage-deflate.
+    pub(crate) deflate_negotiated: u64,
+    /// Fan-out frames queued compressed (the shared compressed copy of a publish).
+    pub(crate) deflate_frames: u64,
+    /// Bytes those frames saved against their plain copies.
+    pub(crate) deflate_bytes_saved: u64,
 }
