@@ -24,9 +24,9 @@ mod wheel;
 mod write;
 
 pub(crate) mod testing;
-pub(crate) mod tls;
 #[cfg(test)]
 mod tests;
+pub(crate) mod tls;
 
 mod http_phase;
 mod invariants;

@@ -75,7 +75,8 @@ pub(crate) struct TlsSocket<S> {
 
 // Per connection: rustls's state (keys, sequence numbers, handshake state) and 64 bytes of ours
 // (with a zero-sized socket).
-const _: () = assert!(std::mem::size_of::<TlsSocket<()>>() <= std::mem::size_of::<UnbufferedServerConnection>() + 64);
+const _: () =
+    assert!(std::mem::size_of::<TlsSocket<()>>() <= std::mem::size_of::<UnbufferedServerConnection>() + 64);
 
 /// Input a connection keeps between reads.
 #[derive(Default)]
@@ -232,11 +233,13 @@ impl<S: Socket> TlsSocket<S> {
                     end = Some(!matches!(write, Write::Nothing));
                     let r = match write {
                         Write::Nothing => Ok(()),
-                        Write::Data(plain) => grow_into(out, out_len, |buf| match traffic.encrypt(plain, buf) {
-                            Ok(n) => Ok(Ok(n)),
-                            Err(EncryptError::InsufficientSize(e)) => Err(e.required_size),
-                            Err(e) => Ok(Err(rustls::Error::General(e.to_string()))),
-                        }),
+                        Write::Data(plain) => {
+                            grow_into(out, out_len, |buf| match traffic.encrypt(plain, buf) {
+                                Ok(n) => Ok(Ok(n)),
+                                Err(EncryptError::InsufficientSize(e)) => Err(e.required_size),
+                                Err(e) => Ok(Err(rustls::Error::General(e.to_string()))),
+                            })
+                        }
                         Write::CloseNotify => {
                             grow_into(out, out_len, |buf| match traffic.queue_close_notify(buf) {
                                 Ok(n) => Ok(Ok(n)),

@@ -34,11 +34,7 @@ fn pki() -> Pki {
         .unwrap();
     let mut roots = RootCertStore::empty();
     roots.add(ca.der().clone()).unwrap();
-    Pki {
-        chain: vec![leaf.der().clone()],
-        key: PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-        roots,
-    }
+    Pki { chain: vec![leaf.der().clone()], key: PrivateKeyDer::try_from(key.serialize_der()).unwrap(), roots }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -202,7 +198,8 @@ fn handshake_then_data_both_ways_with_tls13_and_tls12() {
         p.c.sends(b"GET / HTTP/1.1\r\n\r\n");
         p.c.to_server();
         assert_eq!(p.read_all(64 * 1024), b"GET / HTTP/1.1\r\n\r\n");
-        let n = p.server.send_vectored(&[IoSlice::new(b"HTTP/1.1 200 OK\r\n"), IoSlice::new(b"\r\n")]).unwrap();
+        let n =
+            p.server.send_vectored(&[IoSlice::new(b"HTTP/1.1 200 OK\r\n"), IoSlice::new(b"\r\n")]).unwrap();
         assert_eq!(n, 19);
         p.c.to_client();
         assert_eq!(p.c.got, b"HTTP/1.1 200 OK\r\n\r\n");
