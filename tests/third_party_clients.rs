@@ -72,7 +72,8 @@ fn autobahn_with(runner: &str, which: Cases, tls: Option<&common::tls::Pki>) {
         Cases::Compression => (&["12.*", "13.*"], &[]),
     };
     let tag = if tls.is_some() { "-tls" } else { "" };
-    let out_dir = std::env::temp_dir().join(format!("corecast-autobahn-{runner}{tag}-{}", std::process::id()));
+    let out_dir =
+        std::env::temp_dir().join(format!("corecast-autobahn-{runner}{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir).unwrap();
     let status = if runner == "kosoku" {
