@@ -245,11 +245,9 @@ async fn shard_main(p: ShardParts) {
     let commands = p.commands.connect().await;
     log::debug!("shard {} ready", p.shard);
 
-    loop {
-        match commands.recv().await {
-            Some(Command::Tls(config)) => local::set_tls(Some(config)),
-            Some(Command::Drain) | None => break,
-        }
+    // New TLS configurations (SIGHUP) until a drain command (or the control executor is gone).
+    while let Some(Command::Tls(config)) = commands.recv().await {
+        local::set_tls(Some(config));
     }
     // Stop accepting: dropping the listener closes this core's socket in the reuseport group.
     accept.cancel().await;

@@ -100,14 +100,14 @@ impl Client {
     }
 
     /// Moves the client's records into the server's socket; returns how many bytes.
-    fn to_server(&mut self) -> usize {
+    fn send_to_server(&mut self) -> usize {
         let out = self.output();
         self.sock.push_input(&out);
         out.len()
     }
 
     /// Moves what the server wrote to the client; returns how many bytes.
-    fn to_client(&mut self) -> usize {
+    fn send_to_client(&mut self) -> usize {
         let out = self.sock.take();
         let mut rd = &out[..];
         while !rd.is_empty() {
@@ -173,9 +173,9 @@ impl Peer {
 
     fn handshake(&mut self) {
         for _ in 0..10 {
-            self.c.to_server();
+            self.c.send_to_server();
             assert!(self.read(64 * 1024).is_pending(), "no plaintext during the handshake");
-            self.c.to_client();
+            self.c.send_to_client();
             if !self.c.conn.is_handshaking() && !self.server.conn.is_handshaking() {
                 return;
             }
@@ -196,12 +196,12 @@ fn handshake_then_data_both_ways_with_tls13_and_tls12() {
         assert_eq!(p.c.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
         assert_eq!(p.c.conn.protocol_version(), Some(version.version));
         p.c.sends(b"GET / HTTP/1.1\r\n\r\n");
-        p.c.to_server();
+        p.c.send_to_server();
         assert_eq!(p.read_all(64 * 1024), b"GET / HTTP/1.1\r\n\r\n");
         let n =
             p.server.send_vectored(&[IoSlice::new(b"HTTP/1.1 200 OK\r\n"), IoSlice::new(b"\r\n")]).unwrap();
         assert_eq!(n, 19);
-        p.c.to_client();
+        p.c.send_to_client();
         assert_eq!(p.c.got, b"HTTP/1.1 200 OK\r\n\r\n");
         assert!(p.server.incoming.is_none() && p.server.tail.capacity() == 0, "idle: no buffers");
     }
@@ -240,7 +240,7 @@ fn a_record_larger_than_the_readers_buffer_is_kept_until_read() {
     p.handshake();
     let data = pattern(16 * 1024);
     p.c.sends(&data);
-    p.c.to_server();
+    p.c.send_to_server();
     let mut got = Vec::new();
     for _ in 0..20 {
         match p.read(1000) {
@@ -275,7 +275,7 @@ fn a_partial_write_keeps_the_ciphertext_tail_and_reports_the_plaintext_taken() {
     // Writable again: the tail goes first, then the new frame.
     p.c.sock.set_room(None);
     assert!(matches!(p.server.poll_write(&mut cx(), b"later"), Poll::Ready(Ok(5))));
-    p.c.to_client();
+    p.c.send_to_client();
     let mut want: Vec<u8> = frames.concat();
     want.extend_from_slice(b"later");
     assert_eq!(p.c.got, want, "every byte once, in order");
@@ -299,7 +299,7 @@ fn more_than_a_batch_is_taken_a_batch_at_a_time_in_full_records() {
     // Four 16 KiB records per batch, 22 bytes of overhead each in TLS 1.3.
     assert_eq!(wire.len(), data.len() + 12 * 22);
     p.c.sock.0.borrow_mut().output = wire;
-    p.c.to_client();
+    p.c.send_to_client();
     assert_eq!(p.c.got, data);
 }
 
@@ -315,7 +315,7 @@ fn regression_a_tail_left_by_the_last_write_goes_out_when_the_task_runs() {
     p.c.sock.set_room(None);
     assert!(p.read(1024).is_pending(), "nothing to read");
     assert!(p.server.tail.is_empty());
-    p.c.to_client();
+    p.c.send_to_client();
     assert_eq!(p.c.got, b"the last frame for a while");
 }
 
@@ -325,7 +325,7 @@ fn close_notify_from_the_peer_ends_the_stream_after_the_data() {
     p.handshake();
     p.c.sends(b"bye");
     p.c.conn.send_close_notify();
-    p.c.to_server();
+    p.c.send_to_server();
     assert_eq!(p.read_all(1024), b"bye");
     assert!(matches!(p.read(1024), Poll::Ready(Ok(ref b)) if b.is_empty()), "end of stream");
     assert!(matches!(p.read(1024), Poll::Ready(Ok(ref b)) if b.is_empty()), "and it stays ended");
@@ -342,7 +342,7 @@ fn shutdown_sends_close_notify_after_the_tail_then_shuts_the_socket() {
     p.c.sock.set_room(None);
     assert!(p.read(1024).is_pending());
     assert!(p.c.sock.0.borrow().shut_down);
-    p.c.to_client();
+    p.c.send_to_client();
     assert_eq!(p.c.got, b"close frame");
     assert!(p.c.saw_close_notify());
 }
@@ -362,7 +362,7 @@ fn plain_http_on_the_tls_port_fails_with_an_alert() {
 #[test]
 fn a_client_without_http11_in_its_alpn_is_refused() {
     let mut p = Peer::with_alpn(&rustls::version::TLS13, &[b"h2"]);
-    p.c.to_server();
+    p.c.send_to_server();
     assert!(matches!(p.read(1024), Poll::Ready(Err(_))));
     let out = p.c.sock.take();
     let mut rd = &out[..];
@@ -384,13 +384,13 @@ fn an_idle_connection_keeps_no_buffers_after_a_burst() {
     p.handshake();
     let data = pattern(64 * 1024);
     p.c.sends(&data);
-    p.c.to_server();
+    p.c.send_to_server();
     assert_eq!(p.read_all(64 * 1024).len(), data.len());
     p.c.sock.set_room(Some(3000));
     assert_eq!(p.server.send_vectored(&[IoSlice::new(&data)]).unwrap(), data.len());
     p.c.sock.set_room(None);
     assert!(p.read(64 * 1024).is_pending());
-    p.c.to_client();
+    p.c.send_to_client();
     assert_eq!(p.c.got, data);
     assert!(p.server.incoming.is_none());
     assert_eq!(p.server.tail.capacity(), 0);
@@ -416,9 +416,9 @@ mod engine {
     fn run(core: &mut Core<Nothing>, key: ConnKey, c: &mut Client) -> State {
         let mut state = State::Reading;
         for _ in 0..50 {
-            let moved = c.to_server();
+            let moved = c.send_to_server();
             state = core.run_conn(key, &c.sock);
-            if c.to_client() == 0 && moved == 0 {
+            if c.send_to_client() == 0 && moved == 0 {
                 break;
             }
         }
@@ -447,9 +447,9 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
         c.sends(&masked(2, &payload));
         for _ in 0..200 {
             c.sock.set_room(Some(3000));
-            c.to_server();
+            c.send_to_server();
             core.run_conn(key, &c.sock);
-            c.to_client();
+            c.send_to_client();
             if c.got.len() >= payload.len() + 4 {
                 break;
             }
@@ -466,7 +466,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
         assert!(c.sock.0.borrow().shut_down);
         assert!(c.saw_close_notify());
         c.conn.send_close_notify();
-        c.to_server();
+        c.send_to_server();
         assert_eq!(core.run_conn(key, &c.sock), State::Gone);
     }
 }
