@@ -6,12 +6,14 @@
 //! `max_connections`.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::pusher::apps::{self, App};
+
+pub(crate) mod tls;
 
 /// Command-line flags. Every flag is optional so that unset flags fall through to the
 /// environment, the file and the defaults.
@@ -96,6 +98,13 @@ pub struct Cli {
     /// [default: none].
     #[arg(long, env = "CORECAST_STATUS_TOKEN")]
     pub status_token: Option<String>,
+    /// Serve TLS (https://, wss://) on --port with this PEM certificate chain (leaf first);
+    /// needs --tls-key. Re-read on SIGHUP.
+    #[arg(long, env = "CORECAST_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1). Re-read on SIGHUP.
+    #[arg(long, env = "CORECAST_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<String>,
     /// Redis URL (redis://host:port/db): run as one node of a cluster sharing this Redis.
     #[arg(long, env = "CORECAST_REDIS")]
     pub redis: Option<String>,
@@ -168,6 +177,10 @@ pub struct Config {
     pub share_port: bool,
     /// Token that opens /status on the main port; empty: only on the metrics port.
     pub status_token: String,
+    /// PEM certificate chain served with TLS on the main port; empty: plain TCP.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
     /// Redis URL; empty: no cluster.
     pub redis: String,
     /// Prefix of every Redis key and channel corecast uses.
@@ -204,6 +217,8 @@ impl Default for Config {
             metrics_port: 0,
             share_port: false,
             status_token: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             redis: String::new(),
             redis_prefix: "corecast".into(),
             node_ttl: 10,
@@ -266,6 +281,8 @@ impl Config {
             metrics_port,
             share_port,
             status_token,
+            tls_cert,
+            tls_key,
             redis,
             redis_prefix,
             node_ttl,
@@ -354,6 +371,18 @@ impl Config {
             return Err(ConfigError("max_body_size must be greater than 0".into()));
         }
         apps::validate_all(&self.apps).map_err(ConfigError)?;
+        match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
+            (true, true) => {}
+            (false, false) => {
+                tls::load(Path::new(&self.tls_cert), Path::new(&self.tls_key)).map_err(ConfigError)?;
+            }
+            (false, true) => {
+                return Err(ConfigError("tls_cert is set but tls_key is not: give both (--tls-key)".into()));
+            }
+            (true, false) => {
+                return Err(ConfigError("tls_key is set but tls_cert is not: give both (--tls-cert)".into()));
+            }
+        }
         let available = available_cores();
         if self.cores > available {
             return Err(ConfigError(format!(
@@ -362,6 +391,19 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Whether the main port serves TLS.
+    pub fn tls(&self) -> bool {
+        !self.tls_cert.is_empty()
+    }
+
+    /// Reads the certificate and key again and builds the TLS configuration (None: no TLS).
+    pub(crate) fn load_tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+        if !self.tls() {
+            return Ok(None);
+        }
+        tls::load(Path::new(&self.tls_cert), Path::new(&self.tls_key)).map(Some)
     }
 
     /// Executors to start.
@@ -543,5 +585,53 @@ mod tests {
         assert!(Config::resolve(&cli).unwrap_err().0.contains("max_frame_size"));
         let cli = Cli { max_connections: Some(0), ..Cli::default() };
         assert!(Config::resolve(&cli).is_err());
+    }
+
+    /// A self-signed certificate for localhost and its key, as PEM files in a fresh directory.
+    fn pem_files(tag: &str) -> (PathBuf, String, String) {
+        let dir = std::env::temp_dir().join(format!("corecast-tls-cfg-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (dir, c.to_string_lossy().into_owned(), k.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn tls_needs_a_readable_certificate_and_its_own_key() {
+        let (dir, cert, key) = pem_files("a");
+        let ok = Cli { tls_cert: Some(cert.clone()), tls_key: Some(key.clone()), ..Cli::default() };
+        let cfg = Config::resolve(&ok).unwrap();
+        assert!(cfg.tls());
+        let server = cfg.load_tls().unwrap().expect("a TLS configuration");
+        assert_eq!(server.alpn_protocols, [b"http/1.1".to_vec()]);
+        assert!(Config::resolve(&Cli::default()).unwrap().load_tls().unwrap().is_none());
+
+        let only_cert = Cli { tls_cert: Some(cert.clone()), ..Cli::default() };
+        assert!(Config::resolve(&only_cert).unwrap_err().0.contains("--tls-key"));
+        let only_key = Cli { tls_key: Some(key.clone()), ..Cli::default() };
+        assert!(Config::resolve(&only_key).unwrap_err().0.contains("--tls-cert"));
+        let missing =
+            Cli { tls_cert: Some(format!("{cert}.nope")), tls_key: Some(key.clone()), ..Cli::default() };
+        let e = Config::resolve(&missing).unwrap_err().0;
+        assert!(e.contains("tls_cert") && e.contains(".nope") && !e.contains('\n'), "{e}");
+        // The key file given as the certificate, and a key that is not the certificate's.
+        let swapped = Cli { tls_cert: Some(key.clone()), tls_key: Some(key.clone()), ..Cli::default() };
+        assert!(Config::resolve(&swapped).unwrap_err().0.contains("no PEM certificate"));
+        let (other_dir, _, other_key) = pem_files("b");
+        let mismatch = Cli { tls_cert: Some(cert.clone()), tls_key: Some(other_key), ..Cli::default() };
+        let e = Config::resolve(&mismatch).unwrap_err().0;
+        assert!(e.contains("the key must be the certificate's own"), "{e}");
+
+        // The TOML keys, and --print-config showing them.
+        let file = Config::from_toml(&format!("tls_cert = {cert:?}\ntls_key = {key:?}\n")).unwrap();
+        file.validate().unwrap();
+        assert_eq!((file.tls_cert.as_str(), file.tls_key.as_str()), (cert.as_str(), key.as_str()));
+        assert_eq!(Config::from_toml(&file.to_toml()).unwrap(), file);
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(other_dir).unwrap();
     }
 }

@@ -240,3 +240,14 @@ fn drain_sends_4200_before_1001_and_pusher_js_reconnects() {
     );
     eprintln!("{}", lines.join("\n"));
 }
+
+/// pusher-js with `forceTLS: true` and the official Node server SDK with `useTLS: true` against
+/// corecast serving TLS; Node trusts only the test CA (NODE_EXTRA_CA_CERTS) and verifies.
+#[test]
+fn pusher_js_force_tls_with_the_node_sdk_over_https() {
+    let pki = common::tls::Pki::new("pusher-js");
+    pki.issue("corecast pusher-js");
+    let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+    let server = Server::start(&["--cores", "2", "--tls-cert", cert, "--tls-key", key]);
+    scenario(&server, "tls.js", &[("NODE_EXTRA_CA_CERTS", pki.ca_pem.to_str().unwrap())]);
+}

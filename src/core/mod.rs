@@ -26,6 +26,7 @@ mod write;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+pub(crate) mod tls;
 
 mod http_phase;
 mod invariants;

@@ -13,7 +13,7 @@ use crate::protocol::frame::Opcode;
 use crate::protocol::http::{self, Request};
 
 /// A service that serves nothing: the engine's own endpoints are under test.
-struct Nothing;
+pub(super) struct Nothing;
 
 impl Service for Nothing {
     type Conn = ();
@@ -56,7 +56,7 @@ fn core_with(s: Settings) -> Core<Nothing> {
     Core::new(CoreId(0), s, Nothing, 0)
 }
 
-fn core() -> Core<Nothing> {
+pub(super) fn core() -> Core<Nothing> {
     core_with(settings())
 }
 

@@ -1,35 +1,81 @@
-//! Signals: the first SIGTERM/SIGINT asks every shard to drain, a second exits at once.
-//! A small unpinned executor waits for signals on glommio's blocking pool and reaches the shards
-//! over bounded SPSC channels, like any other cross-core message.
+//! Signals: the first SIGTERM/SIGINT asks every shard to drain, a second exits at once; SIGHUP
+//! re-reads the TLS certificate and key and hands the new configuration to every shard (new
+//! connections use it; established ones keep theirs). A small unpinned executor waits for
+//! signals on glommio's blocking pool and reaches the shards over bounded SPSC channels, like any
+//! other cross-core message.
+
+use std::sync::Arc;
 
 use glommio::channels::shared_channel::{ConnectedSender, SharedSender};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use rustls::ServerConfig;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::config::Config;
+
 /// What the control executor tells a shard.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) enum Command {
     Drain,
+    /// New connections on the main listener use this TLS configuration.
+    Tls(Arc<ServerConfig>),
 }
 
 /// Registers the signal handlers (call before any executor starts).
 pub(super) fn signals() -> std::io::Result<Signals> {
-    Signals::new([SIGTERM, SIGINT])
+    Signals::new([SIGTERM, SIGINT, SIGHUP])
 }
 
-pub(super) async fn run(signals: Signals, shards: Vec<SharedSender<Command>>) {
+pub(super) async fn run(mut signals: Signals, shards: Vec<SharedSender<Command>>, cfg: Config) {
     let mut senders: Vec<ConnectedSender<Command>> = Vec::with_capacity(shards.len());
     for s in shards {
         senders.push(s.connect().await);
     }
-    let (first, signals) = wait(signals).await;
-    log::info!("received {}: draining (a second signal exits at once)", name(first));
-    for s in &senders {
-        let _ = s.send(Command::Drain).await;
+    let mut draining = false;
+    loop {
+        let (sig, rest) = wait(signals).await;
+        signals = rest;
+        match sig {
+            SIGHUP => reload(&cfg, &senders).await,
+            _ if !draining => {
+                draining = true;
+                log::info!("received {}: draining (a second signal exits at once)", name(sig));
+                for s in &senders {
+                    let _ = s.send(Command::Drain).await;
+                }
+            }
+            _ => {
+                log::warn!("received {} again: exiting without draining", name(sig));
+                std::process::exit(1);
+            }
+        }
     }
-    let (second, _) = wait(signals).await;
-    log::warn!("received {} again: exiting without draining", name(second));
-    std::process::exit(1);
+}
+
+/// SIGHUP: a new TLS configuration for every shard, or the old one kept if the files are bad.
+async fn reload(cfg: &Config, senders: &[ConnectedSender<Command>]) {
+    if !cfg.tls() {
+        log::info!("received SIGHUP: no TLS configured, nothing to reload");
+        return;
+    }
+    let (cert, key) = (cfg.tls_cert.clone(), cfg.tls_key.clone());
+    let loaded = {
+        let cfg = cfg.clone();
+        glommio::executor().spawn_blocking(move || cfg.load_tls()).await
+    };
+    match loaded {
+        Ok(Some(config)) => {
+            // Never waits: a shard that has stopped reading commands (draining) misses nothing.
+            for s in senders {
+                let _ = s.try_send(Command::Tls(config.clone()));
+            }
+            log::info!(
+                "received SIGHUP: reloaded TLS certificate {cert} and key {key}; new connections use them"
+            );
+        }
+        Ok(None) => {}
+        Err(e) => log::error!("received SIGHUP: TLS reload failed, keeping the previous certificate: {e}"),
+    }
 }
 
 async fn wait(mut signals: Signals) -> (i32, Signals) {
@@ -45,6 +91,7 @@ fn name(sig: i32) -> &'static str {
     match sig {
         SIGINT => "SIGINT",
         SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
         _ => "signal",
     }
 }

@@ -2,6 +2,9 @@
 //! connection's task holds no pointer to them (8 bytes saved per connection).
 
 use std::cell::RefCell;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
 
 use crate::core::Core;
 use crate::pusher::Pusher;
@@ -15,6 +18,18 @@ pub(super) const READ_BUFFER: usize = 64 * 1024;
 thread_local! {
     static CORE: RefCell<Option<ShardCore>> = const { RefCell::new(None) };
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUFFER]);
+    /// The TLS configuration new connections on the main listener get (None: plain TCP);
+    /// replaced on SIGHUP. Established connections keep the one they started with.
+    static TLS: RefCell<Option<Arc<ServerConfig>>> = const { RefCell::new(None) };
+}
+
+pub(super) fn set_tls(config: Option<Arc<ServerConfig>>) {
+    TLS.with(|t| *t.borrow_mut() = config);
+}
+
+/// The TLS configuration for a connection accepted now.
+pub(super) fn tls() -> Option<Arc<ServerConfig>> {
+    TLS.with(|t| t.borrow().clone())
 }
 
 pub(super) fn install(core: ShardCore) {

@@ -53,6 +53,8 @@ struct ShardParts {
     webhooks: Option<crate::webhooks::Sink>,
     cluster: Option<CoreLink>,
     commands: SharedReceiver<Command>,
+    /// TLS for the main listener (None: plain TCP).
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Starts every shard and the control executor; returns when all shards have drained.
@@ -68,6 +70,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         listener::bind_all(addr, count, cfg.backlog, cfg.share_port).map_err(|e| e.to_string())?;
     let bound = listeners[0].local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
     let mut metrics = metrics_listener(&cfg)?;
+    let tls = cfg.load_tls()?;
     let signals = control::signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let node = node_id(&cfg);
     let mut clusters = cluster_links(&cfg, node, count);
@@ -93,6 +96,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             webhooks: sinks.next().flatten(),
             cluster: clusters.as_mut().map(|c| c.remove(0)),
             commands: rx,
+            tls: tls.clone(),
         };
         let placement = cpus.get(i).map_or(Placement::Unbound, |&cpu| Placement::Fixed(cpu));
         let handle = LocalExecutorBuilder::new(placement)
@@ -106,7 +110,10 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     LocalExecutorBuilder::new(Placement::Unbound)
         .name("corecast-control")
         .io_memory(IO_MEMORY)
-        .spawn(move || control::run(signals, commands))
+        .spawn({
+            let cfg = cfg.clone();
+            move || control::run(signals, commands, cfg)
+        })
         .map_err(|e| format!("cannot start the control executor: {e}"))?;
 
     log_start(&cfg, bound, count, backlog, node);
@@ -150,7 +157,8 @@ fn cluster_links(cfg: &Config, node: NodeId, count: usize) -> Option<Vec<CoreLin
 
 fn log_start(cfg: &Config, bound: SocketAddr, count: usize, backlog: u32, node: NodeId) {
     log::info!(
-        "listening on {bound} with {count} shard(s), backlog {backlog}, at most {} WebSocket connections, node {node}",
+        "listening on {bound}{} with {count} shard(s), backlog {backlog}, at most {} WebSocket connections, node {node}",
+        if cfg.tls() { " (TLS)" } else { "" },
         cfg.max_connections
     );
     if !cfg.redis.is_empty() {
@@ -219,6 +227,7 @@ async fn shard_main(p: ShardParts) {
         link.rx
     });
     local::install(core);
+    local::set_tls(p.tls);
     let mesh = glommio::spawn_local(mesh::run(p.links));
     let flusher = glommio::spawn_local(flusher::run());
     let bridge = cluster_rx.map(|mut rx| {
@@ -236,8 +245,9 @@ async fn shard_main(p: ShardParts) {
     let commands = p.commands.connect().await;
     log::debug!("shard {} ready", p.shard);
 
-    match commands.recv().await {
-        Some(Command::Drain) | None => {}
+    // New TLS configurations (SIGHUP) until a drain command (or the control executor is gone).
+    while let Some(Command::Tls(config)) = commands.recv().await {
+        local::set_tls(Some(config));
     }
     // Stop accepting: dropping the listener closes this core's socket in the reuseport group.
     accept.cancel().await;

@@ -1,6 +1,8 @@
 //! Starts the real `corecast` binary for integration tests and finds its port from the log.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -301,6 +303,20 @@ pub fn signed_request(
     extra_query: &str,
     body: &str,
 ) -> (String, String) {
+    let req = signed_http(method, path, extra_query, body);
+    let resp = raw_exchange(addr, req.as_bytes(), Duration::from_secs(10));
+    split_response(&resp)
+}
+
+/// The status line and body of an HTTP response.
+pub fn split_response(resp: &[u8]) -> (String, String) {
+    let resp = String::from_utf8_lossy(resp).into_owned();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+}
+
+/// A signed HTTP API request (with `Connection: close`) with the development app's credentials.
+pub fn signed_http(method: &str, path: &str, extra_query: &str, body: &str) -> String {
     let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let mut params =
         vec!["auth_key=app-key".to_string(), format!("auth_timestamp={ts}"), "auth_version=1.0".to_string()];
@@ -311,14 +327,10 @@ pub fn signed_request(
     params.sort();
     let query = params.join("&");
     let sig = corecast::pusher::auth::sign("app-secret", &[format!("{method}\n{path}\n{query}").as_bytes()]);
-    let req = format!(
+    format!(
         "{method} {path}?{query}&auth_signature={sig} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    );
-    let resp = raw_exchange(addr, req.as_bytes(), Duration::from_secs(10));
-    let resp = String::from_utf8_lossy(&resp).into_owned();
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    )
 }
 
 /// Server RSS in bytes, from /proc.
