@@ -4,8 +4,8 @@
 /// Kernel memory per TCP socket and corecast's own per subscribed connection, held, as
 /// benches/million.sh measured them (benches/RESULTS.md's `capacity-figures:` line; a test
 /// keeps the two in step).
-pub(crate) const KERNEL_BYTES_PER_SOCKET: u64 = 4613;
-pub(crate) const CORECAST_BYTES_PER_SOCKET: u64 = 1021;
+pub(crate) const KERNEL_BYTES_PER_SOCKET: u64 = 4660;
+pub(crate) const CORECAST_BYTES_PER_SOCKET: u64 = 1076;
 
 /// File descriptors kept for the process itself (listeners, io_uring, logs, executors).
 pub(crate) const FD_SLACK: u64 = 64;

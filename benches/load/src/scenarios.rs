@@ -370,11 +370,13 @@ fn fanout_phase(
             sends["frames_per_send"] = json!(round(frames as f64 / n as f64));
         }
     }
+    let publish_errors = run.publish_errors.load(Ordering::Relaxed) - errors0;
+    let gaps = after.seq_gaps - before.seq_gaps;
     let phase = json!({
         "target_events_per_second": rate.round(),
         "achieved_events_per_second": round(achieved),
         "published": published.iter().sum::<u64>(),
-        "publish_errors": run.publish_errors.load(Ordering::Relaxed) - errors0,
+        "publish_errors": publish_errors,
         "publish_seconds": round(t1 - t0),
         "expected_deliveries": expected,
         "received_deliveries": received,
@@ -382,7 +384,7 @@ fn fanout_phase(
         "late_deliveries": received.saturating_sub(in_time),
         "lost": expected.saturating_sub(received),
         "duplicates_or_extra": received.saturating_sub(expected),
-        "seq_gaps": after.seq_gaps - before.seq_gaps,
+        "seq_gaps": gaps,
         "out_of_order": out_of_order,
         "misrouted": misrouted,
         "deliveries_per_second": round(in_time.min(expected) as f64 / publish_secs),
@@ -396,9 +398,15 @@ fn fanout_phase(
     });
     let keeping_up = achieved >= 0.9 * rate;
     // Lateness fails a phase through p99; `late_deliveries` only explains it (worker samples
-    // are up to --sample-ms old, so a few in-time deliveries may count as late).
-    let good =
-        received == expected && misrouted == 0 && out_of_order == 0 && p99 <= a.max_p99_ms && keeping_up;
+    // are up to --sample-ms old, so a few in-time deliveries may count as late). A refused
+    // publish (the server pushing back) shows as sequence gaps and fails the phase too.
+    let good = received == expected
+        && misrouted == 0
+        && out_of_order == 0
+        && publish_errors == 0
+        && gaps == 0
+        && p99 <= a.max_p99_ms
+        && keeping_up;
     (phase, good)
 }
 
