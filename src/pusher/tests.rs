@@ -509,16 +509,7 @@ fn http_api_publishes_with_a_valid_signature_only() {
     cl.subscribe(&a, "orders", None);
     cl.take(&a);
     let body = r#"{"name":"created","channels":["orders"],"data":"{\"id\":1}"}"#;
-    let request = |cl: &mut Cluster, body: &str, ts: i64| {
-        let md5 = format!("{:x}", md5::compute(body));
-        let q = format!("auth_key=app-key&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}");
-        let sig = auth::sign("app-secret", &[format!("POST\n/apps/1/events\n{q}").as_bytes()]);
-        let req = format!(
-            "POST /apps/1/events?{q}&auth_signature={sig} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        cl.http(0, &req)
-    };
+    let request = |cl: &mut Cluster, body: &str, ts: i64| cl.http(0, &signed_publish(body, ts));
     let resp = request(&mut cl, body, 1_700_000_000);
     assert!(resp.starts_with("HTTP/1.1 200 ") && resp.ends_with("{}"), "{resp}");
     let got = cl.take(&a);
@@ -993,9 +984,13 @@ impl crate::core::io::PeerLink<crate::pusher::peer::PeerMsg> for TestLink {
 
 /// A signed publish of `name` to `orders`.
 fn publish_request(name: &str) -> String {
-    let body = format!(r#"{{"name":"{name}","channels":["orders"],"data":"{{}}"}}"#);
-    let md5 = format!("{:x}", md5::compute(&body));
-    let q = format!("auth_key=app-key&auth_timestamp=1700000000&auth_version=1.0&body_md5={md5}");
+    signed_publish(&format!(r#"{{"name":"{name}","channels":["orders"],"data":"{{}}"}}"#), 1_700_000_000)
+}
+
+/// `POST /apps/1/events` with `body`, signed at `ts` with the development app's secret.
+fn signed_publish(body: &str, ts: i64) -> String {
+    let md5 = format!("{:x}", md5::compute(body));
+    let q = format!("auth_key=app-key&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}");
     let sig = auth::sign("app-secret", &[format!("POST\n/apps/1/events\n{q}").as_bytes()]);
     format!(
         "POST /apps/1/events?{q}&auth_signature={sig} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",

@@ -1,10 +1,12 @@
 //! Signals: the first SIGTERM/SIGINT asks every shard to drain, a second exits at once; SIGHUP
 //! re-reads the TLS certificate and key and hands the new configuration to every shard (new
-//! connections use it; established ones keep theirs). A small unpinned executor waits for
-//! signals on glommio's blocking pool and reaches the shards over bounded SPSC channels, like any
-//! other cross-core message.
+//! connections use it; established ones keep theirs). A small unpinned executor looks for
+//! signals every `SIGNAL_POLL` and reaches the shards over bounded SPSC channels, like any other
+//! cross-core message. (It used to wait for them on glommio's blocking pool; in runs of 63 nodes
+//! on one box a node now and then never woke from that wait and ignored SIGTERM.)
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use glommio::channels::shared_channel::{ConnectedSender, SharedSender};
 use rustls::ServerConfig;
@@ -21,6 +23,9 @@ pub(super) enum Command {
     Tls(Arc<ServerConfig>),
 }
 
+/// How often the control executor looks for signals that arrived.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
 /// Registers the signal handlers (call before any executor starts).
 pub(super) fn signals() -> std::io::Result<Signals> {
     Signals::new([SIGTERM, SIGINT, SIGHUP])
@@ -33,8 +38,7 @@ pub(super) async fn run(mut signals: Signals, shards: Vec<SharedSender<Command>>
     }
     let mut draining = false;
     loop {
-        let (sig, rest) = wait(signals).await;
-        signals = rest;
+        let sig = wait(&mut signals).await;
         match sig {
             SIGHUP => reload(&cfg, &senders).await,
             _ if !draining => {
@@ -78,13 +82,15 @@ async fn reload(cfg: &Config, senders: &[ConnectedSender<Command>]) {
     }
 }
 
-async fn wait(mut signals: Signals) -> (i32, Signals) {
-    glommio::executor()
-        .spawn_blocking(move || {
-            let sig = signals.forever().next().unwrap_or(SIGTERM);
-            (sig, signals)
-        })
-        .await
+/// The next signal that arrived (each one once, in the order signal-hook reports them).
+async fn wait(signals: &mut Signals) -> i32 {
+    loop {
+        // `pending` takes only the signals it yields: others stay for the next call.
+        if let Some(sig) = signals.pending().next() {
+            return sig;
+        }
+        glommio::timer::sleep(SIGNAL_POLL).await;
+    }
 }
 
 fn name(sig: i32) -> &'static str {

@@ -43,7 +43,7 @@ pub enum Layout {
     Cycle,
     /// The first `public` channels are public and the rest presence channels. Connection `i`
     /// is on a presence channel when `i % 100 < presence_percent` — spread evenly over the
-    /// presence channels in order of `i` — and otherwise on public channel `i % public`.
+    /// presence channels in order of `i` — and otherwise on the public channels in turn.
     Mix { public: usize, presence_percent: u32 },
 }
 
@@ -62,6 +62,10 @@ impl Layout {
                     // This connection's rank among the presence connections.
                     let rank = (i / 100) * pct + r;
                     public + rank % presence
+                } else if presence > 0 {
+                    // This connection's rank among the public connections.
+                    let rank = (i / 100) * (100 - pct) + r.saturating_sub(pct);
+                    rank % public.max(1)
                 } else {
                     i % public.max(1)
                 }
