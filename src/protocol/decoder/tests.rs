@@ -1,4 +1,5 @@
 use super::*;
+use crate::protocol::deflate::Inflater;
 use proptest::prelude::*;
 
 /// A masked client frame.
@@ -31,6 +32,16 @@ fn record(events: &mut Vec<Owned>) -> impl FnMut(Event<'_>) + '_ {
 
 /// Feeds `bytes` in the given pieces; stops at the first failure or close, like a connection.
 fn run_split(bytes: &[u8], cuts: &[usize], limits: &Limits) -> Outcome {
+    run_split_with(bytes, cuts, limits, None)
+}
+
+/// `run_split` on a connection that negotiated permessage-deflate when `inflater` is given.
+fn run_split_with(
+    bytes: &[u8],
+    cuts: &[usize],
+    limits: &Limits,
+    mut inflater: Option<&mut Inflater>,
+) -> Outcome {
     let mut state = None;
     let mut events = Vec::new();
     let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
@@ -41,7 +52,7 @@ fn run_split(bytes: &[u8], cuts: &[usize], limits: &Limits) -> Outcome {
     let mut last = Ok(Status::Open);
     for w in bounds.windows(2) {
         let mut chunk = bytes[w[0]..w[1]].to_vec();
-        last = decode(&mut state, &mut chunk, limits, record(&mut events));
+        last = decode_with(&mut state, &mut chunk, limits, inflater.as_deref_mut(), record(&mut events));
         if last != Ok(Status::Open) {
             break;
         }

@@ -1,7 +1,7 @@
 //! The receive path on connections that negotiated permessage-deflate (RFC 7692).
 
 use super::*;
-use crate::protocol::deflate::{Deflater, Inflater, compressed_bound};
+use crate::protocol::deflate::{Deflater, compressed_bound};
 use crate::protocol::frame::{Opcode, payload_of};
 
 /// A masked client frame with RSV1 set ("Per-Message Compressed").
@@ -13,23 +13,7 @@ fn rsv1_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
 
 /// Like `run_split`, on a connection that negotiated permessage-deflate.
 fn run_deflate(bytes: &[u8], cuts: &[usize], limits: &Limits) -> Outcome {
-    let mut inflater = Inflater::new();
-    let mut state = None;
-    let mut events = Vec::new();
-    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-    bounds.push(0);
-    bounds.push(bytes.len());
-    bounds.sort_unstable();
-    bounds.dedup();
-    let mut last = Ok(Status::Open);
-    for w in bounds.windows(2) {
-        let mut chunk = bytes[w[0]..w[1]].to_vec();
-        last = decode_with(&mut state, &mut chunk, limits, Some(&mut inflater), record(&mut events));
-        if last != Ok(Status::Open) {
-            break;
-        }
-    }
-    (events, last)
+    run_split_with(bytes, cuts, limits, Some(&mut Inflater::new()))
 }
 
 fn run_d(bytes: &[u8]) -> Outcome {
