@@ -93,20 +93,11 @@ fn wait_for_cluster(nodes: &[Server]) {
 fn scenario(nodes: &[Server], script: &str, env: &[(&str, String)]) {
     let ports: Vec<String> = nodes.iter().map(|n| n.port.to_string()).collect();
     wait_for_cluster(nodes);
-    let out = Command::new(node())
-        .arg(format!("{}/tests/clients/cluster/{script}", env!("CARGO_MANIFEST_DIR")))
+    let mut cmd = Command::new(node());
+    cmd.arg(format!("{}/tests/clients/cluster/{script}", env!("CARGO_MANIFEST_DIR")))
         .env("NODES", ports.join(","))
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("node runs");
-    let logs: Vec<String> = nodes.iter().map(|n| n.log()).collect();
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}{}\nnode logs:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        logs.join("\n---\n")
-    );
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    run_client(&mut cmd, script, || nodes.iter().map(|n| n.log()).collect::<Vec<_>>().join("\n---\n"));
 }
 
 #[test]

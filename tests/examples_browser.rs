@@ -47,19 +47,11 @@ fn screenshot(name: &str) -> PathBuf {
 
 /// Runs tests/clients/examples/`script` with node; it exits 0 when every assertion holds.
 fn drive(server: &Server, script: &str, env: &[(&str, String)]) {
-    let out = Command::new("node")
-        .arg(Path::new(ROOT).join("tests/clients/examples").join(script))
+    let mut cmd = Command::new("node");
+    cmd.arg(Path::new(ROOT).join("tests/clients/examples").join(script))
         .env("CORECAST_PORT", server.port.to_string())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}{}\ncorecast log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    run_client(&mut cmd, script, || server.log());
 }
 
 fn assert_png(path: &Path) {
@@ -101,17 +93,9 @@ fn online_example_lists_each_user_once_and_records_time_online() {
 #[test]
 fn online_example_time_rules() {
     browser_tools("online");
-    let out = Command::new("node")
-        .args(["--test", "db.test.js"])
-        .current_dir(Path::new(ROOT).join("examples/online"))
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "examples/online/db.test.js failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = Command::new("node");
+    cmd.args(["--test", "db.test.js"]).current_dir(Path::new(ROOT).join("examples/online"));
+    run_client(&mut cmd, "examples/online/db.test.js", || "(no server)".into());
 }
 
 #[test]

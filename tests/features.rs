@@ -29,20 +29,11 @@ fn start(cfg: &Path) -> Server {
 }
 
 fn scenario(server: &Server, script: &str, env: &[(&str, &str)]) {
-    testenv();
-    let out = Command::new("node")
-        .arg(format!("{}/tests/clients/features/{script}", env!("CARGO_MANIFEST_DIR")))
+    let mut cmd = Command::new(node());
+    cmd.arg(format!("{}/tests/clients/features/{script}", env!("CARGO_MANIFEST_DIR")))
         .env("CORECAST_PORT", server.port.to_string())
-        .envs(env.iter().copied())
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+        .envs(env.iter().copied());
+    run_client(&mut cmd, script, || server.log());
 }
 
 #[test]
@@ -94,20 +85,11 @@ fn webhook_filters_and_headers_with_the_official_python_sdk() {
     );
     let cfg = config("webhooks-py", &extra);
     let server = start(&cfg);
-    let env = testenv();
-    let out = Command::new(env.join("py/bin/python"))
-        .arg(format!("{}/tests/clients/python_webhook_filters.py", env!("CARGO_MANIFEST_DIR")))
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(format!("{}/tests/clients/python_webhook_filters.py", env!("CARGO_MANIFEST_DIR")))
         .arg(server.port.to_string())
-        .arg(hook.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python_webhook_filters.py: {}{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+        .arg(hook.to_string());
+    run_client(&mut cmd, "python_webhook_filters.py", || server.log());
 }
 
 /// The handshake refusal as a raw client sees it: `pusher:error` 4009, then close 4009.

@@ -11,35 +11,19 @@ use common::*;
 
 /// Runs tests/clients/`script` with the test venv's Python: `script PORT [args]`.
 fn python(server: &Server, script: &str, args: &[String]) {
-    let out = Command::new(venv_python())
-        .arg(format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
         .arg(server.port.to_string())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+        .args(args);
+    run_client(&mut cmd, script, || server.log());
 }
 
 fn scenario(server: &Server, script: &str, env: &[(&str, &str)]) {
-    let out = Command::new(node())
-        .arg(format!("{}/tests/clients/pusher/{script}", env!("CARGO_MANIFEST_DIR")))
+    let mut cmd = Command::new(node());
+    cmd.arg(format!("{}/tests/clients/pusher/{script}", env!("CARGO_MANIFEST_DIR")))
         .env("CORECAST_PORT", server.port.to_string())
-        .envs(env.iter().copied())
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
+        .envs(env.iter().copied());
+    run_client(&mut cmd, script, || server.log());
 }
 
 #[test]

@@ -11,17 +11,10 @@ use common::*;
 fn python_websockets_client() {
     let python = venv_python();
     let server = Server::start(&["--echo"]);
-    let out = Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/websockets_echo.py"))
-        .arg(server.url("/echo"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = Command::new(python);
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/websockets_echo.py"))
+        .arg(server.url("/echo"));
+    run_client(&mut cmd, "websockets_echo.py", || server.log());
 }
 
 /// Which of Autobahn's cases a run covers.

@@ -105,20 +105,12 @@ async fn hanging_and_dead_receivers_do_not_stall_fan_out() {
 
 /// tests/clients/pusher/webhook_delivery.js in `mode` against `server`.
 fn delivery_scenario(server: &Server, mode: &str, env: &[(&str, String)]) {
-    let out = std::process::Command::new(node())
-        .arg(format!("{}/tests/clients/pusher/webhook_delivery.js", env!("CARGO_MANIFEST_DIR")))
+    let mut cmd = std::process::Command::new(node());
+    cmd.arg(format!("{}/tests/clients/pusher/webhook_delivery.js", env!("CARGO_MANIFEST_DIR")))
         .env("CORECAST_PORT", server.port.to_string())
         .env("MODE", mode)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("node runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "webhook_delivery.js {mode} failed:\n{text}\nserver log:\n{}",
-        server.log()
-    );
-    eprint!("{text}");
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    eprint!("{}", run_client(&mut cmd, &format!("webhook_delivery.js {mode}"), || server.log()));
 }
 
 #[test]

@@ -193,6 +193,15 @@ pub fn read_close_code(s: &mut TcpStream) -> Option<u16> {
     }
 }
 
+/// Runs a test client program (node or Python) to completion and returns what it printed; fails
+/// with that and `logs()` (the servers' logs, read after the run) unless it exits 0.
+pub fn run_client(cmd: &mut Command, what: &str, logs: impl FnOnce() -> String) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{what} failed ({}):\n{text}\nserver log:\n{}", out.status, logs());
+    text
+}
+
 /// The project's third-party test tools (installed by scripts/test-deps.sh).
 pub fn testenv() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".testenv");
