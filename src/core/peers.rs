@@ -50,10 +50,10 @@ impl<S: Service> Engine<S> {
     pub(crate) fn unhandled_marks(&self) -> Option<Vec<u64>> {
         let link = self.peer_link.as_ref()?;
         let me = self.shard();
-        let marks: Vec<u64> = CoreId::all(self.settings().cores)
-            .map(|p| if p == me { 0 } else { link.pushed_from(p) })
-            .collect();
-        marks.iter().zip(&self.handled).any(|(m, h)| m > h).then_some(marks)
+        let pushed = |p: CoreId| if p == me { 0 } else { link.pushed_from(p) };
+        // Most requests find the core caught up: look before allocating.
+        let behind = CoreId::all(self.settings().cores).any(|p| pushed(p) > self.handled[p.index()]);
+        behind.then(|| CoreId::all(self.settings().cores).map(pushed).collect())
     }
 
     /// Whether this core has handled every message counted in `marks`.
