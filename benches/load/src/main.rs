@@ -4,6 +4,7 @@
 mod broadcast;
 mod coord;
 mod frames;
+mod inflate_memo;
 mod plan;
 mod procstat;
 mod publish;

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use corecast::protocol::deflate::Inflater;
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::frames::{self, Probe};
+use crate::inflate_memo::InflateMemo;
 
 /// Bytes read from a socket at once.
 pub const READ_BUF: usize = 256 * 1024;
@@ -171,7 +171,7 @@ struct Loop {
     counts: Counts,
     latency: Histogram<u64>,
     /// For frames that arrive compressed (`--deflate`).
-    inflater: Inflater,
+    inflater: InflateMemo,
 }
 
 enum After {
@@ -192,7 +192,7 @@ impl Loop {
             out: Vec::new(),
             counts: Counts::default(),
             latency: hist(),
-            inflater: Inflater::new(),
+            inflater: InflateMemo::new(),
         }
     }
 
@@ -410,7 +410,7 @@ impl Loop {
 
 /// The message a data frame carries: `payload`, inflated when it arrived compressed (an empty
 /// message if it does not inflate: it then carries no probe and counts as other).
-fn inflated<'a>(inflater: &'a mut Inflater, compressed: bool, payload: &'a [u8]) -> &'a [u8] {
+fn inflated<'a>(inflater: &'a mut InflateMemo, compressed: bool, payload: &'a [u8]) -> &'a [u8] {
     if compressed { inflater.inflate(payload, frames::MAX_FRAME).unwrap_or_default() } else { payload }
 }
 
