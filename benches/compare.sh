@@ -6,8 +6,9 @@
 # connect only). Reports land in target/bench/<timestamp>/<server>-<scenario>/ (report.json,
 # summary.txt, SVG charts); target/bench/<timestamp>/results.md has the tables.
 #
-# Usage: benches/compare.sh [--smoke] [--charts NAME] [corecast|soketi|uws|both|all|deflate] [scenario ...]
-#   both: corecast and soketi; all: the three (default: all); deflate: corecast, then corecast
+# Usage: benches/compare.sh [--smoke] [--charts NAME] [corecast|soketi|uws|both|corecast-uws|all|deflate] [scenario ...]
+#   both: corecast and soketi; corecast-uws: corecast and uWebSockets.js; all: the three
+#   (default: all); deflate: corecast, then corecast
 #   with --permessage-deflate and every harness client negotiating it (label corecast+deflate)
 #   scenarios: idle connect fanout1 fanout100 presence churn echo (default: all but echo),
 #              fanout1at (one channel at AT=<events/s> for 15 s: latency at a given load)
@@ -50,10 +51,11 @@ case "$which" in
   soketi) servers=(soketi) ;;
   uws) servers=(uws) ;;
   both) servers=(corecast soketi) ;;
+  corecast-uws) servers=(corecast uws) ;;
   all) servers=(corecast soketi uws) ;;
   deflate) servers=(corecast corecast-deflate) ;;
   *)
-    echo "compare.sh: unknown server set $which (corecast, soketi, uws, both, all)" >&2
+    echo "compare.sh: unknown server set $which (corecast, soketi, uws, both, corecast-uws, all, deflate)" >&2
     exit 2
     ;;
 esac
