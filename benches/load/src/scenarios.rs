@@ -67,34 +67,7 @@ pub fn run(common: &Common, scenario: &Scenario) -> Result<String, String> {
         Scenario::Echo { connections, size, interval_ms, duration, rate } => {
             echo(common, connections, size, interval_ms, duration, rate)?
         }
-        Scenario::Broadcast {
-            connections,
-            public_channels,
-            presence_percent,
-            presence_size,
-            rate,
-            max_pending,
-            hold,
-            rounds,
-            round_timeout,
-            payload,
-            batch,
-        } => crate::broadcast::run(
-            common,
-            &crate::broadcast::Args {
-                connections,
-                public_channels,
-                presence_percent,
-                presence_size,
-                rate,
-                max_pending,
-                hold,
-                rounds,
-                round_timeout,
-                payload,
-                batch,
-            },
-        )?,
+        Scenario::Broadcast { args } => crate::broadcast::run(common, &args)?,
         Scenario::RecvBench { .. } => return Err("recv-bench runs without a server".into()),
     };
     write_report(common, name, params, figures, &run)
