@@ -43,6 +43,22 @@ impl Builder {
         self.single_counter(name, help, reports.iter().map(&f).sum());
     }
 
+    /// One metric per row, in order.
+    fn core_figures(&mut self, reports: &[CoreReport], rows: &[Figure]) {
+        for &(name, kind, help, f) in rows {
+            match kind {
+                Kind::Total => self.total(name, help, reports, f),
+                Kind::PerCoreCounter => {
+                    self.counter(name, help, reports.iter().map(|r| (core_label(r), f(r))))
+                }
+                Kind::PerCoreGauge => {
+                    self.gauge(name, help, reports.iter().map(|r| (core_label(r), f(r) as i64)))
+                }
+                Kind::AllCoresGauge => self.single_gauge(name, help, reports.iter().map(f).sum()),
+            }
+        }
+    }
+
     fn single_counter(&mut self, name: &str, help: &str, v: u64) {
         self.registry.register(name, help, ConstCounter::new(v));
     }
@@ -51,6 +67,66 @@ impl Builder {
         self.registry.register(name, help, ConstGauge::new(v as i64));
     }
 }
+
+/// How a figure of each core's report becomes a metric.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A counter summed over cores.
+    Total,
+    /// A counter with a series per core.
+    PerCoreCounter,
+    /// A gauge with a series per core.
+    PerCoreGauge,
+    /// A gauge summed over cores.
+    AllCoresGauge,
+}
+
+/// A metric taken from every core's report: name, kind, help, the figure.
+type Figure = (&'static str, Kind, &'static str, fn(&CoreReport) -> u64);
+
+use Kind::*;
+
+/// The connection counts, before `connections_rejected`.
+#[rustfmt::skip]
+const CONNECTION_FIGURES: &[Figure] = &[
+    ("websocket_connections", PerCoreGauge, "Open WebSocket connections, per core", |r| r.websockets),
+    ("websocket_connections_all", AllCoresGauge, "Open WebSocket connections, all cores", |r| r.websockets),
+    ("connections", PerCoreGauge, "Open TCP connections (WebSocket and HTTP), per core", |r| r.connections),
+    ("connections_accepted", Total, "TCP connections accepted", |r| r.engine.accepted),
+];
+
+/// The other per-core figures, after `connections_rejected`.
+#[rustfmt::skip]
+const CORE_FIGURES: &[Figure] = &[
+    ("unauthorized_disconnects", Total, "Connections closed for not signing in (or subscribing to a private or presence channel) in time", |r| r.pusher.unauthorized_closed),
+    ("watchlist_events", Total, "Watchlist online/offline frames queued for watchers", |r| r.pusher.watchlist_events),
+    ("subscription_count_events", Total, "Live subscription_count events published (per channel and change)", |r| r.pusher.subscription_count_events),
+    ("handshakes", Total, "WebSocket handshakes completed", |r| r.engine.ws_opened),
+    ("handshake_timeouts", Total, "Connections closed for not completing a request in time", |r| r.engine.handshake_timeouts),
+    ("ping_timeouts", Total, "Connections closed for not answering a heartbeat", |r| r.engine.ping_timeouts),
+    ("protocol_errors", Total, "Connections failed for breaking RFC 6455", |r| r.engine.protocol_errors),
+    ("messages_in", Total, "WebSocket messages received", |r| r.engine.messages_in),
+    ("frames_out", Total, "WebSocket frames and HTTP responses written", |r| r.engine.frames_out),
+    ("frames_written", PerCoreCounter, "Frames (and HTTP responses) completely written, per core", |r| r.engine.frames_out),
+    ("send_syscalls", PerCoreCounter, "Send system calls made, per core (frames_written / send_syscalls = frames per send)", |r| r.engine.sends),
+    ("queued_bytes", PerCoreGauge, "Bytes queued for connections, per core", |r| r.queued_bytes),
+    ("flush_backlog", PerCoreGauge, "Connections waiting for the flusher, per core", |r| r.dirty),
+    ("connection_state_bytes", PerCoreGauge, "Bytes of per-connection state the core accounts for (slab, queues, partial input, timers), per core", |r| r.conn_state_bytes),
+    ("api_backpressure", Total, "HTTP API publishes refused with 503 while delivery was backlogged", |r| r.pusher.backpressure),
+    ("questions_expired", Total, "Questions to other cores or nodes answered by their deadline", |r| r.pusher.questions_expired),
+    ("bytes_in", Total, "Bytes received", |r| r.engine.bytes_in),
+    ("bytes_out", Total, "Bytes sent", |r| r.engine.bytes_out),
+    ("published", Total, "Events published (per channel, counted once on the publishing core)", |r| r.pusher.published),
+    ("deliveries", Total, "Event frames queued for subscribers", |r| r.pusher.deliveries),
+    ("deflate_negotiated", Total, "WebSockets that negotiated permessage-deflate", |r| r.engine.deflate_negotiated),
+    ("deflate_frames", Total, "Fan-out frames sent compressed", |r| r.engine.deflate_frames),
+    ("deflate_bytes_saved", Total, "Bytes compressed fan-out frames saved against their plain copies", |r| r.engine.deflate_bytes_saved),
+    ("slow_consumer_disconnects", Total, "Subscribers cut off for not reading", |r| r.engine.slow_consumers),
+    ("ring_depth", PerCoreGauge, "Messages waiting for a core-to-core ring, per core", |r| r.ring_depth),
+    ("ring_overflows", Total, "Broadcasts dropped because a core's ring stayed full", |r| r.pusher.ring_overflows),
+    ("channels", PerCoreGauge, "Channels with local subscribers, per core", |r| r.channels),
+    ("presence_members", AllCoresGauge, "Presence members (distinct users per channel), all channels", |r| r.presence_members),
+];
 
 /// The process's resident memory in bytes (0 if /proc is unreadable), read once per scrape.
 pub(crate) fn process_rss() -> u64 {
@@ -93,21 +169,7 @@ pub(crate) fn render(reports: &[CoreReport], apps: &[App], process: &Process) ->
     let mut reports = reports.to_vec();
     reports.sort_by_key(|r| r.shard);
     let mut b = Builder { registry: Registry::with_prefix("corecast") };
-    let per_core = |f: fn(&CoreReport) -> u64| {
-        reports.iter().map(move |r| (core_label(r), f(r) as i64)).collect::<Vec<_>>()
-    };
-    b.gauge("websocket_connections", "Open WebSocket connections, per core", per_core(|r| r.websockets));
-    b.single_gauge(
-        "websocket_connections_all",
-        "Open WebSocket connections, all cores",
-        reports.iter().map(|r| r.websockets).sum(),
-    );
-    b.gauge(
-        "connections",
-        "Open TCP connections (WebSocket and HTTP), per core",
-        per_core(|r| r.connections),
-    );
-    b.total("connections_accepted", "TCP connections accepted", &reports, |r| r.engine.accepted);
+    b.core_figures(&reports, CONNECTION_FIGURES);
     b.counter(
         "connections_rejected",
         "WebSocket upgrades refused, by reason",
@@ -120,94 +182,7 @@ pub(crate) fn render(reports: &[CoreReport], apps: &[App], process: &Process) ->
             (vec![("reason".into(), "origin".into())], reports.iter().map(|r| r.pusher.origin_refused).sum()),
         ],
     );
-    b.total(
-        "unauthorized_disconnects",
-        "Connections closed for not signing in (or subscribing to a private or presence channel) in time",
-        &reports,
-        |r| r.pusher.unauthorized_closed,
-    );
-    b.total("watchlist_events", "Watchlist online/offline frames queued for watchers", &reports, |r| {
-        r.pusher.watchlist_events
-    });
-    b.total(
-        "subscription_count_events",
-        "Live subscription_count events published (per channel and change)",
-        &reports,
-        |r| r.pusher.subscription_count_events,
-    );
-    b.total("handshakes", "WebSocket handshakes completed", &reports, |r| r.engine.ws_opened);
-    b.total("handshake_timeouts", "Connections closed for not completing a request in time", &reports, |r| {
-        r.engine.handshake_timeouts
-    });
-    b.total("ping_timeouts", "Connections closed for not answering a heartbeat", &reports, |r| {
-        r.engine.ping_timeouts
-    });
-    b.total("protocol_errors", "Connections failed for breaking RFC 6455", &reports, |r| {
-        r.engine.protocol_errors
-    });
-    b.total("messages_in", "WebSocket messages received", &reports, |r| r.engine.messages_in);
-    b.total("frames_out", "WebSocket frames and HTTP responses written", &reports, |r| r.engine.frames_out);
-    b.counter(
-        "frames_written",
-        "Frames (and HTTP responses) completely written, per core",
-        reports.iter().map(|r| (core_label(r), r.engine.frames_out)),
-    );
-    b.counter(
-        "send_syscalls",
-        "Send system calls made, per core (frames_written / send_syscalls = frames per send)",
-        reports.iter().map(|r| (core_label(r), r.engine.sends)),
-    );
-    b.gauge("queued_bytes", "Bytes queued for connections, per core", per_core(|r| r.queued_bytes));
-    b.gauge("flush_backlog", "Connections waiting for the flusher, per core", per_core(|r| r.dirty));
-    b.gauge(
-        "connection_state_bytes",
-        "Bytes of per-connection state the core accounts for (slab, queues, partial input, timers), per core",
-        per_core(|r| r.conn_state_bytes),
-    );
-    b.total(
-        "api_backpressure",
-        "HTTP API publishes refused with 503 while delivery was backlogged",
-        &reports,
-        |r| r.pusher.backpressure,
-    );
-    b.total(
-        "questions_expired",
-        "Questions to other cores or nodes answered by their deadline",
-        &reports,
-        |r| r.pusher.questions_expired,
-    );
-    b.total("bytes_in", "Bytes received", &reports, |r| r.engine.bytes_in);
-    b.total("bytes_out", "Bytes sent", &reports, |r| r.engine.bytes_out);
-    b.total(
-        "published",
-        "Events published (per channel, counted once on the publishing core)",
-        &reports,
-        |r| r.pusher.published,
-    );
-    b.total("deliveries", "Event frames queued for subscribers", &reports, |r| r.pusher.deliveries);
-    b.total("deflate_negotiated", "WebSockets that negotiated permessage-deflate", &reports, |r| {
-        r.engine.deflate_negotiated
-    });
-    b.total("deflate_frames", "Fan-out frames sent compressed", &reports, |r| r.engine.deflate_frames);
-    b.total(
-        "deflate_bytes_saved",
-        "Bytes compressed fan-out frames saved against their plain copies",
-        &reports,
-        |r| r.engine.deflate_bytes_saved,
-    );
-    b.total("slow_consumer_disconnects", "Subscribers cut off for not reading", &reports, |r| {
-        r.engine.slow_consumers
-    });
-    b.gauge("ring_depth", "Messages waiting for a core-to-core ring, per core", per_core(|r| r.ring_depth));
-    b.total("ring_overflows", "Broadcasts dropped because a core's ring stayed full", &reports, |r| {
-        r.pusher.ring_overflows
-    });
-    b.gauge("channels", "Channels with local subscribers, per core", per_core(|r| r.channels));
-    b.single_gauge(
-        "presence_members",
-        "Presence members (distinct users per channel), all channels",
-        reports.iter().map(|r| r.presence_members).sum(),
-    );
+    b.core_figures(&reports, CORE_FIGURES);
     let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
     for r in &reports {
         for (s, n) in &r.pusher.api_requests {
@@ -318,4 +293,39 @@ pub(crate) fn status_json(reports: &[CoreReport], apps: &[App], process: &Proces
         "rss_bytes": process.rss,
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(shard: u16, sends: u64, queued: u64, published: u64, members: u64) -> CoreReport {
+        let mut r =
+            CoreReport { shard, queued_bytes: queued, presence_members: members, ..Default::default() };
+        r.engine.sends = sends;
+        r.pusher.published = published;
+        r
+    }
+
+    /// Each kind of core figure renders as its metric type: per-core series, or one sum.
+    #[test]
+    fn core_figures_render_per_core_or_summed_by_kind() {
+        let reports = [report(1, 11, 13, 17, 19), report(0, 23, 29, 31, 37)];
+        let out = render(&reports, &[], &Process::default());
+        for line in [
+            "# TYPE corecast_send_syscalls counter",
+            "corecast_send_syscalls_total{core=\"0\"} 23",
+            "corecast_send_syscalls_total{core=\"1\"} 11",
+            "# TYPE corecast_queued_bytes gauge",
+            "corecast_queued_bytes{core=\"0\"} 29",
+            "corecast_queued_bytes{core=\"1\"} 13",
+            "# HELP corecast_published Events published (per channel, counted once on the publishing core).",
+            "# TYPE corecast_published counter",
+            "corecast_published_total 48",
+            "# TYPE corecast_presence_members gauge",
+            "corecast_presence_members 56",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no line {line:?} in:\n{out}");
+        }
+    }
 }

@@ -20,18 +20,41 @@ use crate::procstat;
 use crate::publish;
 use crate::scenarios::{Outcome, channel_names, plans, round};
 
-#[derive(Debug, Clone)]
+// The `broadcast` subcommand's own flags (main.rs flattens them into it).
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
+    #[arg(long, default_value_t = 10_000)]
     pub connections: usize,
+    /// Large public channels most connections share.
+    #[arg(long, default_value_t = 4)]
     pub public_channels: usize,
+    /// Connections on presence channels, in percent.
+    #[arg(long, default_value_t = 2)]
     pub presence_percent: u32,
+    /// Users per presence channel (at most the server's max_presence_members, 100 by default).
+    #[arg(long, default_value_t = 100)]
     pub presence_size: usize,
+    /// Connection attempts per second.
+    #[arg(long, default_value_t = 5_000.0)]
     pub rate: f64,
+    /// Most attempts in flight (all workers together; 0: no limit): a server slower than
+    /// --rate slows the ramp instead of timing attempts out.
+    #[arg(long, default_value_t = 2_000)]
     pub max_pending: usize,
+    /// Seconds to hold every connection before broadcasting (heartbeats go on).
+    #[arg(long, default_value_t = 60.0)]
     pub hold: f64,
+    /// Broadcasts: one event on every channel each.
+    #[arg(long, default_value_t = 3)]
     pub rounds: u32,
+    /// Seconds to wait for a round's deliveries.
+    #[arg(long, default_value_t = 60.0)]
     pub round_timeout: f64,
+    /// Bytes of event data.
+    #[arg(long, default_value_t = 100)]
     pub payload: usize,
+    /// Events per HTTP API request (batch_events).
+    #[arg(long, default_value_t = 10)]
     pub batch: usize,
 }
 

@@ -164,39 +164,8 @@ pub enum Scenario {
     /// memory per connection (server, kernel, harness), connects/s, CPU, deliveries/s, loss and
     /// latency of a broadcast to all. benches/million.sh drives it.
     Broadcast {
-        #[arg(long, default_value_t = 10_000)]
-        connections: usize,
-        /// Large public channels most connections share.
-        #[arg(long, default_value_t = 4)]
-        public_channels: usize,
-        /// Connections on presence channels, in percent.
-        #[arg(long, default_value_t = 2)]
-        presence_percent: u32,
-        /// Users per presence channel (at most the server's max_presence_members, 100 by default).
-        #[arg(long, default_value_t = 100)]
-        presence_size: usize,
-        /// Connection attempts per second.
-        #[arg(long, default_value_t = 5_000.0)]
-        rate: f64,
-        /// Most attempts in flight (all workers together; 0: no limit): a server slower than
-        /// --rate slows the ramp instead of timing attempts out.
-        #[arg(long, default_value_t = 2_000)]
-        max_pending: usize,
-        /// Seconds to hold every connection before broadcasting (heartbeats go on).
-        #[arg(long, default_value_t = 60.0)]
-        hold: f64,
-        /// Broadcasts: one event on every channel each.
-        #[arg(long, default_value_t = 3)]
-        rounds: u32,
-        /// Seconds to wait for a round's deliveries.
-        #[arg(long, default_value_t = 60.0)]
-        round_timeout: f64,
-        /// Bytes of event data.
-        #[arg(long, default_value_t = 100)]
-        payload: usize,
-        /// Events per HTTP API request (batch_events).
-        #[arg(long, default_value_t = 10)]
-        batch: usize,
+        #[command(flatten)]
+        args: broadcast::Args,
     },
     /// Join/leave storm on presence channels; member events/s; member counts verified.
     Presence {
@@ -314,6 +283,11 @@ fn main() {
     }
 }
 
+/// The scenario's name for the default report directory: its variant's name, lower case.
+fn scenario_name(scenario: &Scenario) -> String {
+    format!("{scenario:?}").split_whitespace().next().unwrap_or("run").to_lowercase()
+}
+
 fn common(cli: &Cli) -> Result<Common, String> {
     let target = match cli.protocol.as_str() {
         "pusher" => Target::Pusher { key: cli.key.clone(), secret: cli.secret.clone() },
@@ -331,7 +305,7 @@ fn common(cli: &Cli) -> Result<Common, String> {
     if source_ips.is_empty() || source_ips.len() > 1024 {
         return Err("--source-ips must name 1 to 1024 addresses".into());
     }
-    let scenario = format!("{:?}", cli.scenario).split_whitespace().next().unwrap_or("run").to_lowercase();
+    let scenario = scenario_name(&cli.scenario);
     let out = cli.out.clone().unwrap_or_else(|| {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         PathBuf::from("target/load").join(format!("{scenario}-{t}"))
@@ -356,4 +330,21 @@ fn common(cli: &Cli) -> Result<Common, String> {
         charts_to: cli.charts_to.clone(),
         label: cli.label.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_flags_parse_into_broadcast_args_with_their_defaults() {
+        let cli =
+            Cli::try_parse_from(["corecast-load", "broadcast", "--rounds", "5", "--label", "x"]).unwrap();
+        let Scenario::Broadcast { args } = &cli.scenario else { panic!("not broadcast: {:?}", cli.scenario) };
+        assert_eq!(args.rounds, 5);
+        assert_eq!(args.connections, 10_000);
+        assert_eq!(args.max_pending, 2_000);
+        assert_eq!(cli.label, "x");
+        assert_eq!(scenario_name(&cli.scenario), "broadcast");
+    }
 }

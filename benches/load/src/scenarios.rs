@@ -67,34 +67,7 @@ pub fn run(common: &Common, scenario: &Scenario) -> Result<String, String> {
         Scenario::Echo { connections, size, interval_ms, duration, rate } => {
             echo(common, connections, size, interval_ms, duration, rate)?
         }
-        Scenario::Broadcast {
-            connections,
-            public_channels,
-            presence_percent,
-            presence_size,
-            rate,
-            max_pending,
-            hold,
-            rounds,
-            round_timeout,
-            payload,
-            batch,
-        } => crate::broadcast::run(
-            common,
-            &crate::broadcast::Args {
-                connections,
-                public_channels,
-                presence_percent,
-                presence_size,
-                rate,
-                max_pending,
-                hold,
-                rounds,
-                round_timeout,
-                payload,
-                batch,
-            },
-        )?,
+        Scenario::Broadcast { args } => crate::broadcast::run(common, &args)?,
         Scenario::RecvBench { .. } => return Err("recv-bench runs without a server".into()),
     };
     write_report(common, name, params, figures, &run)
@@ -305,8 +278,8 @@ impl Totals {
     }
 }
 
-/// One fan-out phase at `rate` events/s: its figures and whether it passed (no loss, no
-/// misrouted or reordered event, p99 within the limit, the offered rate achieved).
+/// One fan-out phase at `rate` events/s: its figures and whether it passed
+/// ([`PhaseCounts::passed`]).
 fn fanout_phase(
     common: &Common,
     run: &mut Run,
@@ -396,18 +369,52 @@ fn fanout_phase(
         "harness_receive_cpu_pct": round((after.receive_cpu_us - before.receive_cpu_us) as f64 / 1e4 / (run.elapsed() - t0).max(0.001)),
         "frames_per_read": if reads > 0 { json!(round(received as f64 / reads as f64)) } else { Value::Null },
     });
-    let keeping_up = achieved >= 0.9 * rate;
-    // Lateness fails a phase through p99; `late_deliveries` only explains it (worker samples
-    // are up to --sample-ms old, so a few in-time deliveries may count as late). A refused
-    // publish (the server pushing back) shows as sequence gaps and fails the phase too.
-    let good = received == expected
-        && misrouted == 0
-        && out_of_order == 0
-        && publish_errors == 0
-        && gaps == 0
-        && p99 <= a.max_p99_ms
-        && keeping_up;
-    (phase, good)
+    let counts = PhaseCounts {
+        expected,
+        received,
+        misrouted,
+        out_of_order,
+        publish_errors,
+        seq_gaps: gaps,
+        p99_ms: p99,
+        target_rate: rate,
+        achieved_rate: achieved,
+    };
+    (phase, counts.passed(a.max_p99_ms))
+}
+
+/// What decides whether a fan-out phase passed.
+#[derive(Debug, Clone, Copy)]
+struct PhaseCounts {
+    expected: u64,
+    received: u64,
+    misrouted: u64,
+    out_of_order: u64,
+    publish_errors: u64,
+    seq_gaps: u64,
+    p99_ms: f64,
+    /// Events per second offered and achieved.
+    target_rate: f64,
+    achieved_rate: f64,
+}
+
+impl PhaseCounts {
+    /// Every delivery exactly once, none misrouted or reordered, no publish refused, no sequence
+    /// gap, p99 within `max_p99_ms` and at least 90 % of the offered rate achieved.
+    ///
+    /// Lateness fails a phase through p99; `late_deliveries` only explains it (worker samples
+    /// are up to --sample-ms old, so a few in-time deliveries may count as late). A refused
+    /// publish (the server pushing back) shows as sequence gaps and fails the phase too.
+    fn passed(&self, max_p99_ms: f64) -> bool {
+        let keeping_up = self.achieved_rate >= 0.9 * self.target_rate;
+        self.received == self.expected
+            && self.misrouted == 0
+            && self.out_of_order == 0
+            && self.publish_errors == 0
+            && self.seq_gaps == 0
+            && self.p99_ms <= max_p99_ms
+            && keeping_up
+    }
 }
 
 /// One line with the figures a comparison table needs.
@@ -791,4 +798,65 @@ fn write_report(
         summary.push_str(&format!("charts copied to {}\n", dest.display()));
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clean phase: 1,000 events/s offered and achieved, every delivery in time.
+    fn clean() -> PhaseCounts {
+        PhaseCounts {
+            expected: 10_000,
+            received: 10_000,
+            misrouted: 0,
+            out_of_order: 0,
+            publish_errors: 0,
+            seq_gaps: 0,
+            p99_ms: 20.0,
+            target_rate: 1_000.0,
+            achieved_rate: 1_000.0,
+        }
+    }
+
+    #[test]
+    fn clean_phase_passes() {
+        assert!(clean().passed(100.0));
+    }
+
+    #[test]
+    fn refused_publish_fails_phase_without_loss() {
+        let c = PhaseCounts { publish_errors: 1, ..clean() };
+        assert!(!c.passed(100.0));
+    }
+
+    #[test]
+    fn seq_gap_fails_phase_without_loss() {
+        let c = PhaseCounts { seq_gaps: 1, ..clean() };
+        assert!(!c.passed(100.0));
+    }
+
+    #[test]
+    fn lost_or_extra_deliveries_fail_phase() {
+        assert!(!PhaseCounts { received: 9_999, ..clean() }.passed(100.0));
+        assert!(!PhaseCounts { received: 10_001, ..clean() }.passed(100.0));
+    }
+
+    #[test]
+    fn misrouted_or_reordered_event_fails_phase() {
+        assert!(!PhaseCounts { misrouted: 1, ..clean() }.passed(100.0));
+        assert!(!PhaseCounts { out_of_order: 1, ..clean() }.passed(100.0));
+    }
+
+    #[test]
+    fn p99_over_limit_fails_phase_and_at_limit_passes() {
+        assert!(!PhaseCounts { p99_ms: 100.1, ..clean() }.passed(100.0));
+        assert!(PhaseCounts { p99_ms: 100.0, ..clean() }.passed(100.0));
+    }
+
+    #[test]
+    fn phase_below_ninety_percent_of_offered_rate_fails() {
+        assert!(!PhaseCounts { achieved_rate: 899.0, ..clean() }.passed(100.0));
+        assert!(PhaseCounts { achieved_rate: 900.0, ..clean() }.passed(100.0));
+    }
 }
