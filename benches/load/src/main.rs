@@ -54,7 +54,9 @@ pub struct Cli {
     #[arg(long, default_value = "/pub/{channel}", global = true)]
     pub publish_path: String,
     /// Offer permessage-deflate (no context takeover) in every WebSocket handshake and inflate
-    /// compressed frames (a server started with compression sends its events compressed).
+    /// compressed frames (a server started with compression sends its events compressed). Each
+    /// receive thread inflates a distinct compressed message once and recognises its copies
+    /// by their bytes (a compress-once server sends every subscriber the same bytes).
     #[arg(long, global = true)]
     pub deflate: bool,
     #[arg(long, default_value = "1", global = true)]
