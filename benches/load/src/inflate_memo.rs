@@ -18,10 +18,16 @@ use rustc_hash::FxBuildHasher;
 /// not start inflating every copy and fall further behind.
 const REMEMBERED: usize = 4096;
 
+/// A remembered message: its compressed payload and what it inflates to.
+struct Known {
+    compressed: Box<[u8]>,
+    text: Box<[u8]>,
+}
+
 pub struct InflateMemo {
     inflater: Inflater,
-    /// `(compressed payload, inflated message)`, replaced oldest first once full.
-    slots: Vec<(Box<[u8]>, Box<[u8]>)>,
+    /// Remembered messages, replaced oldest first once full.
+    slots: Vec<Known>,
     /// The slot replaced next, once `slots` is full.
     next: usize,
     /// Hash of a compressed payload → its slot (the slot's payload is compared in full before
@@ -33,7 +39,13 @@ pub struct InflateMemo {
 
 impl InflateMemo {
     pub fn new() -> InflateMemo {
-        InflateMemo { inflater: Inflater::new(), slots: Vec::new(), next: 0, by_hash: HashMap::default(), inflated: 0 }
+        InflateMemo {
+            inflater: Inflater::new(),
+            slots: Vec::new(),
+            next: 0,
+            by_hash: HashMap::default(),
+            inflated: 0,
+        }
     }
 
     /// The message `payload` (a compressed frame's payload) inflates to, or `None` if it does not
@@ -41,27 +53,27 @@ impl InflateMemo {
     pub fn inflate(&mut self, payload: &[u8], limit: usize) -> Option<&[u8]> {
         let hash = FxBuildHasher.hash_one(payload);
         if let Some(&i) = self.by_hash.get(&hash)
-            && *self.slots[i].0 == *payload
+            && *self.slots[i].compressed == *payload
         {
-            return Some(&self.slots[i].1);
+            return Some(&self.slots[i].text);
         }
         self.inflated += 1;
         let text: Box<[u8]> = self.inflater.inflate(payload, limit).ok()?.into();
         let i = if self.slots.len() < REMEMBERED {
-            self.slots.push((Box::default(), Box::default()));
+            self.slots.push(Known { compressed: Box::default(), text: Box::default() });
             self.slots.len() - 1
         } else {
             let i = self.next;
             self.next = (i + 1) % REMEMBERED;
-            let old = FxBuildHasher.hash_one(&*self.slots[i].0);
+            let old = FxBuildHasher.hash_one(&*self.slots[i].compressed);
             if self.by_hash.get(&old) == Some(&i) {
                 self.by_hash.remove(&old);
             }
             i
         };
-        self.slots[i] = (payload.into(), text);
+        self.slots[i] = Known { compressed: payload.into(), text };
         self.by_hash.insert(hash, i);
-        Some(&self.slots[i].1)
+        Some(&self.slots[i].text)
     }
 }
 
@@ -77,7 +89,8 @@ mod tests {
     #[test]
     fn remembered_messages_give_what_inflating_gives() {
         let mut m = InflateMemo::new();
-        let texts: Vec<Vec<u8>> = (0..REMEMBERED + 10).map(|i| format!("{{\"event\":\"e\",\"seq\":{i}}}").into_bytes()).collect();
+        let texts: Vec<Vec<u8>> =
+            (0..REMEMBERED + 10).map(|i| format!("{{\"event\":\"e\",\"seq\":{i}}}").into_bytes()).collect();
         let packed: Vec<Vec<u8>> = texts.iter().map(|t| compress(t)).collect();
         // Each message three times, interleaved with the one before: repeats come from the slots.
         for i in 0..texts.len() {
