@@ -166,6 +166,36 @@ fn fanout() {
     in_order_and_routed(phase);
 }
 
+/// `--deflate` against a compressing server: every delivery arrives compressed and is counted,
+/// in order, by the receive loop that inflates each distinct message once.
+#[test]
+fn fanout_with_deflate_counts_compressed_deliveries() {
+    let server = Server::start(&["--cores", "2", "--permessage-deflate"]);
+    let f = run(
+        &server,
+        &["--per-worker", "100", "--deflate"],
+        &["fanout", "--subscribers", "200", "--channels", "2", "--rate", "20", "--duration", "1"],
+    );
+    no_failures(&f);
+    let phase = &f["phases"][0];
+    let published = phase["published"].as_u64().unwrap();
+    assert!(published > 0);
+    assert_eq!(
+        phase["expected_deliveries"].as_u64().unwrap(),
+        published * 100,
+        "2 channels × 100 subscribers"
+    );
+    assert_eq!(phase["expected_deliveries"], phase["received_deliveries"], "{phase}");
+    in_order_and_routed(phase);
+    let scrape = scrape(&server.addr());
+    assert_eq!(metric(&scrape, "corecast_deflate_negotiated_total"), Some(200.0), "{scrape}");
+    let compressed = metric(&scrape, "corecast_deflate_frames_total").unwrap_or(0.0);
+    assert!(
+        compressed >= phase["received_deliveries"].as_f64().unwrap(),
+        "frames sent compressed: {compressed}"
+    );
+}
+
 /// Every subscriber saw its channel's events, each publisher's in sequence.
 fn in_order_and_routed(phase: &Value) {
     assert_eq!(phase["seq_gaps"], 0, "{phase}");
