@@ -59,8 +59,9 @@ impl InflateMemo {
         }
         self.inflated += 1;
         let text: Box<[u8]> = self.inflater.inflate(payload, limit).ok()?.into();
+        let known = Known { compressed: payload.into(), text };
         let i = if self.slots.len() < REMEMBERED {
-            self.slots.push(Known { compressed: Box::default(), text: Box::default() });
+            self.slots.push(known);
             self.slots.len() - 1
         } else {
             let i = self.next;
@@ -69,9 +70,9 @@ impl InflateMemo {
             if self.by_hash.get(&old) == Some(&i) {
                 self.by_hash.remove(&old);
             }
+            self.slots[i] = known;
             i
         };
-        self.slots[i] = Known { compressed: payload.into(), text };
         self.by_hash.insert(hash, i);
         Some(&self.slots[i].text)
     }
