@@ -164,6 +164,22 @@ fn fanout() {
     assert_eq!(phase["lost"], 0);
     assert_eq!(phase["expected_deliveries"].as_u64().unwrap(), published * 50, "4 channels × 50 subscribers");
     in_order_and_routed(phase);
+    read_lag_reported(phase);
+}
+
+/// Both workers' receive threads reported their read lag. A read comes after its data arrived
+/// and the data after it was published, so no read's lag exceeds the largest latency: a lag
+/// taken in another clock, or not taken, fails here.
+fn read_lag_reported(phase: &Value) {
+    let lag = &phase["harness_read_lag"];
+    assert!(lag["count"].as_u64().unwrap_or(0) > 0, "no read lag recorded: {phase}");
+    let (lag_max, latency_max) =
+        (lag["max_ms"].as_f64().unwrap(), phase["latency"]["max_ms"].as_f64().unwrap());
+    // Both histograms keep 3 significant digits.
+    assert!(
+        lag_max <= latency_max * 1.01,
+        "read lag {lag_max} ms above the largest latency {latency_max} ms"
+    );
 }
 
 /// `--deflate` against a compressing server: every delivery arrives compressed and is counted,

@@ -91,6 +91,8 @@ pub struct Run {
     window_latency: Histogram<u64>,
     /// Latency of the current phase (reset by `phase_reset`).
     pub phase_latency: Histogram<u64>,
+    /// The receive threads' read lag in the current phase (reset by `phase_reset`).
+    pub phase_read_lag: Histogram<u64>,
     last_point: Instant,
     prev_connected: u64,
     prev_deliveries: u64,
@@ -141,6 +143,7 @@ impl Run {
             latency: hist(),
             window_latency: hist(),
             phase_latency: hist(),
+            phase_read_lag: hist(),
             last_point: Instant::now(),
             prev_connected: 0,
             prev_deliveries: 0,
@@ -169,6 +172,9 @@ impl Run {
                     let _ = self.latency.record_n(value, count);
                     let _ = self.window_latency.record_n(value, count);
                     let _ = self.phase_latency.record_n(value, count);
+                }
+                for (value, count) in pairs(&v["read_lag_us"]) {
+                    let _ = self.phase_read_lag.record_n(value, count);
                 }
                 w.done = kind == "done";
                 w.latest = v;
@@ -270,6 +276,7 @@ impl Run {
 
     pub fn phase_reset(&mut self) {
         self.phase_latency.reset();
+        self.phase_read_lag.reset();
     }
 
     fn point(&mut self) {

@@ -4,8 +4,13 @@
 //! the probe, records the latency (one clock read per read, not per frame), counts the delivery
 //! and checks the publisher's sequence number; nothing is allocated or copied per frame. Only
 //! the tail of a frame split across reads is kept, per connection, until the next read.
+//!
+//! Each read also asks the kernel when the newest segment it returns arrived (`SO_TIMESTAMPNS`)
+//! and records how long the loop took to come round to it: the *read lag*. A latency figure
+//! measures the server only while that lag is small; a large one means the harness (its CPU
+//! share, on a box it shares with the server) was the bottleneck.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -13,6 +18,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+use nix::sys::time::TimeSpec;
 
 use crate::frames::{self, Probe};
 use crate::inflate_memo::InflateMemo;
@@ -44,6 +51,8 @@ pub struct Shared {
     /// CPU time of the receive thread, microseconds.
     pub cpu_us: AtomicU64,
     latency: Mutex<Option<Histogram<u64>>>,
+    /// Per read: from the kernel's arrival time of the newest segment read to the read.
+    read_lag: Mutex<Option<Histogram<u64>>>,
     stop: AtomicBool,
 }
 
@@ -51,6 +60,11 @@ impl Shared {
     /// Latency recorded since the last call (microseconds).
     pub fn take_latency(&self) -> Option<Histogram<u64>> {
         self.latency.lock().unwrap().take()
+    }
+
+    /// Read lag recorded since the last call (microseconds).
+    pub fn take_read_lag(&self) -> Option<Histogram<u64>> {
+        self.read_lag.lock().unwrap().take()
     }
 }
 
@@ -170,6 +184,9 @@ struct Loop {
     out: Vec<u8>,
     counts: Counts,
     latency: Histogram<u64>,
+    read_lag: Histogram<u64>,
+    /// Control-message space for one arrival time, reused by every read.
+    cmsg: Vec<u8>,
     /// For frames that arrive compressed (`--deflate`).
     inflater: InflateMemo,
 }
@@ -192,6 +209,8 @@ impl Loop {
             out: Vec::new(),
             counts: Counts::default(),
             latency: hist(),
+            read_lag: hist(),
+            cmsg: nix::cmsg_space!(TimeSpec),
             inflater: InflateMemo::new(),
         }
     }
@@ -236,6 +255,8 @@ impl Loop {
     fn admit(&mut self) {
         while let Ok(nc) = self.rx.try_recv() {
             let _ = nc.stream.set_nonblocking(true);
+            // Without arrival times the read lag is simply not recorded.
+            let _ = setsockopt(&nc.stream, sockopt::ReceiveTimestampns, &true);
             let mut stream = TcpStream::from_std(nc.stream);
             let i = self.free.pop().unwrap_or_else(|| {
                 self.conns.push(None);
@@ -275,7 +296,11 @@ impl Loop {
             let k = conn.carry.len();
             self.buf[..k].copy_from_slice(&conn.carry);
             let space = self.buf.len() - k;
-            match conn.stream.read(&mut self.buf[k..]) {
+            let read = read_stamped(&conn.stream, &mut self.buf[k..], &mut self.cmsg);
+            if let Ok((_, Some(arrived))) = read {
+                let _ = self.read_lag.record((now_ns().saturating_sub(arrived) / 1000).max(1));
+            }
+            match read.map(|(n, _)| n) {
                 Ok(0) => return After::Close,
                 Ok(n) => {
                     conn.carry.clear();
@@ -395,17 +420,40 @@ impl Loop {
         s.bytes.store(c.bytes, Ordering::Relaxed);
         s.pongs_sent.store(c.pongs, Ordering::Relaxed);
         s.cpu_us.store(thread_cpu_us(), Ordering::Relaxed);
-        if !self.latency.is_empty() {
-            let mut shared = s.latency.lock().unwrap();
-            match shared.as_mut() {
-                Some(h) => {
-                    let _ = h.add(&self.latency);
-                }
-                None => *shared = Some(self.latency.clone()),
-            }
-            self.latency.reset();
+        hand_over(&mut self.latency, &s.latency);
+        hand_over(&mut self.read_lag, &s.read_lag);
+    }
+}
+
+/// Adds `h` to `shared` and empties it.
+fn hand_over(h: &mut Histogram<u64>, shared: &Mutex<Option<Histogram<u64>>>) {
+    if h.is_empty() {
+        return;
+    }
+    let mut shared = shared.lock().unwrap();
+    match shared.as_mut() {
+        Some(s) => {
+            let _ = s.add(&*h);
+        }
+        None => *shared = Some(h.clone()),
+    }
+    h.reset();
+}
+
+/// Reads into `buf`; also returns when the newest segment read arrived (Unix ns), if the
+/// kernel said.
+fn read_stamped(s: &TcpStream, buf: &mut [u8], cmsg: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    use std::os::fd::AsRawFd;
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let m = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::empty()).map_err(io::Error::from)?;
+    let mut arrived = None;
+    for c in m.cmsgs().into_iter().flatten() {
+        if let ControlMessageOwned::ScmTimestampns(t) = c {
+            arrived =
+                Some((t.tv_sec() as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec() as u64));
         }
     }
+    Ok((m.bytes, arrived))
 }
 
 /// The message a data frame carries: `payload`, inflated when it arrived compressed (an empty
@@ -498,5 +546,46 @@ mod tests {
         );
         assert_eq!(c.misrouted, 2, "channel 6 on a channel-5 connection");
         assert_eq!(h.len(), 8);
+    }
+
+    /// The read lag rests on the kernel's arrival time: it must come with the read, in the
+    /// same (Unix) clock as `now_ns`, between the send and the read.
+    #[test]
+    fn a_read_returns_the_kernel_arrival_time_of_its_data() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        setsockopt(&server, sockopt::ReceiveTimestampns, &true).unwrap();
+        let server = TcpStream::from_std(server);
+        let mut buf = [0u8; 64];
+        let mut cmsg = nix::cmsg_space!(TimeSpec);
+        // The first socket asking for timestamps turns them on for the whole stack a moment
+        // later (the kernel defers it to a work queue): until then data arrives unstamped.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (before, arrived, after) = loop {
+            let before = now_ns();
+            client.write_all(b"hello").unwrap();
+            let (n, arrived) = read_stamped(&server, &mut buf, &mut cmsg).unwrap();
+            let after = now_ns();
+            assert_eq!(&buf[..n], b"hello");
+            if let Some(arrived) = arrived {
+                break (before, arrived, after);
+            }
+            assert!(Instant::now() < deadline, "no read came with the kernel's arrival time");
+        };
+        assert!(before <= arrived && arrived <= after, "arrival {arrived} outside [{before}, {after}]");
+        // Without the option the read works and says nothing of arrival.
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (plain, _) = listener.accept().unwrap();
+        client.write_all(b"again").unwrap();
+        let plain = TcpStream::from_std(plain);
+        let (n, arrived) = loop {
+            match read_stamped(&plain, &mut buf, &mut cmsg) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r.unwrap(),
+            }
+        };
+        assert_eq!(&buf[..n], b"again");
+        assert_eq!(arrived, None);
     }
 }

@@ -362,6 +362,9 @@ fn fanout_phase(
         "misrouted": misrouted,
         "deliveries_per_second": round(in_time.min(expected) as f64 / publish_secs),
         "latency": percentiles(&run.phase_latency),
+        // Per read, how long after the kernel had the data the harness read it: latency
+        // measures the server only while this stays small.
+        "harness_read_lag": percentiles(&run.phase_read_lag),
         "server_sends": sends,
         "server_cpu_pct": server_cpu.map(round),
         "harness_cpu_pct": round(harness_cpu),
@@ -421,7 +424,7 @@ impl PhaseCounts {
 fn headline(p: &Value) -> String {
     let f = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x}"));
     format!(
-        "{} deliveries/s ({} events/s), p50 {} ms, p99 {} ms, {} deliveries per send ({}), server CPU {} %, harness CPU {} % (receive {} %)",
+        "{} deliveries/s ({} events/s), p50 {} ms, p99 {} ms, {} deliveries per send ({}), server CPU {} %, harness CPU {} % (receive {} %), harness read lag p99 {} ms",
         f(&p["deliveries_per_second"]),
         f(&p["achieved_events_per_second"]),
         f(&p["latency"]["p50_ms"]),
@@ -431,6 +434,7 @@ fn headline(p: &Value) -> String {
         f(&p["server_cpu_pct"]),
         f(&p["harness_cpu_pct"]),
         f(&p["harness_receive_cpu_pct"]),
+        f(&p["harness_read_lag"]["p99_ms"]),
     )
 }
 

@@ -37,7 +37,7 @@ fn fanout_row(r: &Value) -> String {
     };
     let sends = &phase["server_sends"];
     format!(
-        "| {} | {} | {} | {} | **{}** | {} | {} | {} | {} | {} | {} ({}) | {} |",
+        "| {} | {} | {} | {} | **{}** | {} | {} | {} | {} | {} | {} ({}) | {} | {} |",
         r["label"].as_str().unwrap_or("?"),
         num(&p["subscribers"], 0),
         num(&p["channels"], 0),
@@ -57,6 +57,7 @@ fn fanout_row(r: &Value) -> String {
         num(&phase["server_cpu_pct"], 0),
         num(&phase["harness_cpu_pct"], 0),
         num(&phase["harness_receive_cpu_pct"], 0),
+        num(&phase["harness_read_lag"]["p99_ms"], 1),
         match (phase["lost"].as_u64(), phase["seq_gaps"].as_u64()) {
             (Some(0), Some(0)) => "none".to_string(),
             (Some(l), g) => format!("{l} lost, {} gaps", g.unwrap_or(0)),
@@ -106,8 +107,8 @@ pub fn run(dirs: &[PathBuf]) -> Result<String, String> {
     let mut out = String::new();
     let of = |name: &'static str| reports.iter().filter(move |r| r["scenario"] == name);
     if of("fanout").next().is_some() {
-        out.push_str("| server | subscribers | channels | phase | deliveries/s | events/s | p50 ms | p99 ms | deliveries per send | server CPU % | harness CPU % (receive) | loss |\n");
-        out.push_str("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        out.push_str("| server | subscribers | channels | phase | deliveries/s | events/s | p50 ms | p99 ms | deliveries per send | server CPU % | harness CPU % (receive) | harness read lag p99 ms | loss |\n");
+        out.push_str("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for r in of("fanout") {
             out.push_str(&fanout_row(r));
             out.push('\n');
@@ -162,10 +163,10 @@ mod tests {
             "params": {"subscribers": 10000, "channels": 1, "find_max": true},
             "figures": {"sustained_max": {"deliveries_per_second": 2_900_000.4, "achieved_events_per_second": 290.0,
                 "latency": {"p50_ms": 12.34, "p99_ms": 40.0}, "server_sends": {"source": "perf", "deliveries_per_send": 9.61},
-                "server_cpu_pct": 99.0, "harness_cpu_pct": 80.0, "harness_receive_cpu_pct": 60.0, "lost": 0, "seq_gaps": 0}}});
+                "server_cpu_pct": 99.0, "harness_cpu_pct": 80.0, "harness_receive_cpu_pct": 60.0, "harness_read_lag": {"p99_ms": 3.26}, "lost": 0, "seq_gaps": 0}}});
         assert_eq!(
             fanout_row(&r),
-            "| uWS.js | 10,000 | 1 | sustained max | **2,900,000** | 290 | 12.3 | 40.0 | 9.61 (perf) | 99 | 80 (60) | none |"
+            "| uWS.js | 10,000 | 1 | sustained max | **2,900,000** | 290 | 12.3 | 40.0 | 9.61 (perf) | 99 | 80 (60) | 3.3 | none |"
         );
     }
 }

@@ -27,6 +27,7 @@ struct Stats {
     failures: RefCell<BTreeMap<String, u64>>,
     handshake_us: RefCell<Option<Histogram<u64>>>,
     latency_us: RefCell<Option<Histogram<u64>>>,
+    read_lag_us: RefCell<Option<Histogram<u64>>>,
     messages: Cell<u64>,
     deliveries: Cell<u64>,
     subscribed: Cell<u64>,
@@ -197,6 +198,9 @@ fn print_sample(plan: &Plan, s: &Stats, receiver: Option<&Receiver>, last: bool)
     if let Some(h) = r.as_ref().and_then(|r| r.take_latency()) {
         let _ = s.latency_us.borrow_mut().get_or_insert_with(hist).add(&h);
     }
+    if let Some(h) = r.as_ref().and_then(|r| r.take_read_lag()) {
+        let _ = s.read_lag_us.borrow_mut().get_or_insert_with(hist).add(&h);
+    }
     emit(&json!({
         "type": if last { "done" } else { "sample" },
         "worker": plan.worker,
@@ -207,6 +211,7 @@ fn print_sample(plan: &Plan, s: &Stats, receiver: Option<&Receiver>, last: bool)
         "failures": *s.failures.borrow(),
         "handshake_us": Stats::take(&s.handshake_us),
         "latency_us": Stats::take(&s.latency_us),
+        "read_lag_us": Stats::take(&s.read_lag_us),
         "messages": s.messages.get() + get(|r| &r.deliveries) + get(|r| &r.other_messages),
         "deliveries": s.deliveries.get() + get(|r| &r.deliveries),
         "seq_gaps": get(|r| &r.seq_gaps),
