@@ -167,7 +167,7 @@ fn fanout() {
     read_lag_reported(phase);
 }
 
-/// Both workers' receive threads reported their read lag. A read comes after its data arrived
+/// The receive threads reported their read lag. A read comes after its data arrived
 /// and the data after it was published, so no read's lag exceeds the largest latency: a lag
 /// taken in another clock, or not taken, fails here.
 fn read_lag_reported(phase: &Value) {

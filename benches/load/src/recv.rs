@@ -282,7 +282,7 @@ impl Loop {
                 let carry = std::mem::take(&mut self.conns[i].as_mut().unwrap().carry);
                 let n = carry.len().min(self.buf.len());
                 self.buf[..n].copy_from_slice(&carry[..n]);
-                if let After::Close = self.consume(i, n) {
+                if let After::Close = self.consume(i, n, now_ns()) {
                     self.close(i, false);
                 }
             }
@@ -296,17 +296,18 @@ impl Loop {
             let k = conn.carry.len();
             self.buf[..k].copy_from_slice(&conn.carry);
             let space = self.buf.len() - k;
-            let read = read_stamped(&conn.stream, &mut self.buf[k..], &mut self.cmsg);
-            if let Ok((_, Some(arrived))) = read {
-                let _ = self.read_lag.record((now_ns().saturating_sub(arrived) / 1000).max(1));
-            }
-            match read.map(|(n, _)| n) {
-                Ok(0) => return After::Close,
-                Ok(n) => {
+            match read_stamped(&conn.stream, &mut self.buf[k..], &mut self.cmsg) {
+                Ok((0, _)) => return After::Close,
+                Ok((n, arrived)) => {
+                    // One clock read per read: the read lag's and every frame's latency.
+                    let now = now_ns();
+                    if let Some(arrived) = arrived {
+                        let _ = self.read_lag.record((now.saturating_sub(arrived) / 1000).max(1));
+                    }
                     conn.carry.clear();
                     self.counts.reads += 1;
                     self.counts.bytes += n as u64;
-                    if let After::Close = self.consume(i, k + n) {
+                    if let After::Close = self.consume(i, k + n, now) {
                         return After::Close;
                     }
                     // A short read emptied the socket: the next data brings a new edge.
@@ -321,9 +322,9 @@ impl Loop {
         }
     }
 
-    /// Handles the frames in `buf[..end]` for connection `i`; keeps an incomplete tail.
-    fn consume(&mut self, i: usize, end: usize) -> After {
-        let now = now_ns();
+    /// Handles the frames in `buf[..end]` for connection `i`, read at `now` (Unix ns); keeps an
+    /// incomplete tail.
+    fn consume(&mut self, i: usize, end: usize, now: u64) -> After {
         let Some(conn) = self.conns[i].as_mut() else { return After::Open };
         let Conn { next, channel, pusher, mask, .. } = conn;
         let (channel, pusher) = (*channel, *pusher);
@@ -579,12 +580,7 @@ mod tests {
         let (plain, _) = listener.accept().unwrap();
         client.write_all(b"again").unwrap();
         let plain = TcpStream::from_std(plain);
-        let (n, arrived) = loop {
-            match read_stamped(&plain, &mut buf, &mut cmsg) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => break r.unwrap(),
-            }
-        };
+        let (n, arrived) = read_stamped(&plain, &mut buf, &mut cmsg).unwrap();
         assert_eq!(&buf[..n], b"again");
         assert_eq!(arrived, None);
     }

@@ -27,7 +27,6 @@ struct Stats {
     failures: RefCell<BTreeMap<String, u64>>,
     handshake_us: RefCell<Option<Histogram<u64>>>,
     latency_us: RefCell<Option<Histogram<u64>>>,
-    read_lag_us: RefCell<Option<Histogram<u64>>>,
     messages: Cell<u64>,
     deliveries: Cell<u64>,
     subscribed: Cell<u64>,
@@ -54,11 +53,15 @@ impl Stats {
         let _ = h.borrow_mut().get_or_insert_with(hist).record(us.max(1));
     }
     fn take(h: &RefCell<Option<Histogram<u64>>>) -> Vec<(u64, u64)> {
-        match h.borrow_mut().take() {
-            Some(h) => h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect(),
-            None => Vec::new(),
-        }
+        pairs(h.borrow_mut().take())
     }
+}
+
+/// A histogram as (value, count) pairs for a sample line (none if there is no histogram).
+fn pairs(h: Option<Histogram<u64>>) -> Vec<(u64, u64)> {
+    h.map_or_else(Vec::new, |h| {
+        h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
+    })
 }
 
 pub fn now_ns() -> u64 {
@@ -198,9 +201,6 @@ fn print_sample(plan: &Plan, s: &Stats, receiver: Option<&Receiver>, last: bool)
     if let Some(h) = r.as_ref().and_then(|r| r.take_latency()) {
         let _ = s.latency_us.borrow_mut().get_or_insert_with(hist).add(&h);
     }
-    if let Some(h) = r.as_ref().and_then(|r| r.take_read_lag()) {
-        let _ = s.read_lag_us.borrow_mut().get_or_insert_with(hist).add(&h);
-    }
     emit(&json!({
         "type": if last { "done" } else { "sample" },
         "worker": plan.worker,
@@ -211,7 +211,8 @@ fn print_sample(plan: &Plan, s: &Stats, receiver: Option<&Receiver>, last: bool)
         "failures": *s.failures.borrow(),
         "handshake_us": Stats::take(&s.handshake_us),
         "latency_us": Stats::take(&s.latency_us),
-        "read_lag_us": Stats::take(&s.read_lag_us),
+        // Only the receive thread reads sockets: its histogram goes out as it is.
+        "read_lag_us": pairs(r.as_ref().and_then(|r| r.take_read_lag())),
         "messages": s.messages.get() + get(|r| &r.deliveries) + get(|r| &r.other_messages),
         "deliveries": s.deliveries.get() + get(|r| &r.deliveries),
         "seq_gaps": get(|r| &r.seq_gaps),
