@@ -76,6 +76,11 @@ pub struct Cli {
     /// [default: 262144].
     #[arg(long, env = "CORECAST_MAX_OUTBOUND_BYTES")]
     pub max_outbound_bytes: Option<usize>,
+    /// Once a core has had fan-out output waiting to be written for this many milliseconds, a
+    /// connection's frames wait up to this long for more to join them in one send (fewer sends
+    /// per frame under sustained load, more latency); 0: write them as soon as possible [default: 0].
+    #[arg(long, env = "CORECAST_COALESCE_MS")]
+    pub coalesce_ms: Option<u64>,
     /// Capacity of each core-to-core ring, in messages [default: 4096].
     #[arg(long, env = "CORECAST_RING_CAPACITY")]
     pub ring_capacity: Option<usize>,
@@ -165,6 +170,9 @@ pub struct Config {
     pub max_message_size: usize,
     /// Bytes queued for one slow client before it is cut off (Pusher) or no longer read (echo).
     pub max_outbound_bytes: usize,
+    /// Under a sustained fan-out backlog, milliseconds a connection's frames wait for more to
+    /// join them in one send; 0: no wait.
+    pub coalesce_ms: u64,
     /// Capacity of each core-to-core ring, in messages.
     pub ring_capacity: usize,
     /// Largest HTTP request body accepted, in bytes.
@@ -193,6 +201,9 @@ pub struct Config {
     pub apps: Vec<App>,
 }
 
+/// Longest `coalesce_ms` accepted.
+const MAX_COALESCE_MS: u64 = 1000;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -211,6 +222,7 @@ impl Default for Config {
             max_frame_size: 64 * 1024,
             max_message_size: 64 * 1024,
             max_outbound_bytes: 256 * 1024,
+            coalesce_ms: 0,
             ring_capacity: 4096,
             max_body_size: 100 * 1024,
             socket_send_buffer: 0,
@@ -275,6 +287,7 @@ impl Config {
             max_frame_size,
             max_message_size,
             max_outbound_bytes,
+            coalesce_ms,
             ring_capacity,
             max_body_size,
             socket_send_buffer,
@@ -338,6 +351,11 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError(format!("{name} must be greater than 0")));
             }
+        }
+        if self.coalesce_ms > MAX_COALESCE_MS {
+            return Err(ConfigError(format!(
+                "coalesce_ms must be at most {MAX_COALESCE_MS} (it delays frames under load); use 0 to turn it off"
+            )));
         }
         if !self.status_token.is_empty()
             && (self.status_token.len() < 16 || !self.status_token.bytes().all(|b| b.is_ascii_graphic()))
@@ -436,6 +454,7 @@ impl Config {
             cores: u16::try_from(self.executor_count()).unwrap_or(u16::MAX),
             outbox_limit: self.ring_capacity.saturating_mul(16),
             backlog_limit: BACKLOG_LIMIT,
+            coalesce_ms: self.coalesce_ms,
         }
     }
 }

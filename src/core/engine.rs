@@ -49,6 +49,9 @@ pub(crate) struct Settings {
     /// Bytes queued on all of this core's connections above which the service should push back
     /// on new publishes.
     pub(crate) backlog_limit: usize,
+    /// Milliseconds a connection's due fan-out frames wait for more to join them, once the
+    /// flusher has had a backlog for that long (0: written as soon as the flusher gets to them).
+    pub(crate) coalesce_ms: u64,
 }
 
 impl Default for Settings {
@@ -68,8 +71,17 @@ impl Default for Settings {
             cores: 1,
             outbox_limit: 4096 * 16,
             backlog_limit: 512 * 1024 * 1024,
+            coalesce_ms: 0,
         }
     }
+}
+
+/// A connection on the flusher's list, and when it got there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Due {
+    pub(crate) key: ConnKey,
+    /// `clock_ms` when the connection became dirty.
+    pub(crate) at_ms: u64,
 }
 
 /// The engine half of a core (see the module docs).
@@ -90,7 +102,11 @@ pub(crate) struct Engine<S: Service> {
     pub(crate) stats: Stats,
     pub(crate) policy: Policy,
     /// Connections with output for the flusher, in the order they became due.
-    pub(crate) dirty: VecDeque<ConnKey>,
+    pub(crate) dirty: VecDeque<Due>,
+    /// Milliseconds since the core started, as of the current entry point (see `set_clock_ms`).
+    pub(crate) clock_ms: u64,
+    /// When (`clock_ms`) the dirty list last became non-empty.
+    pub(crate) backlog_since: u64,
     /// Connections to write before the current entry point returns (direct replies).
     pub(crate) urgent: Vec<ConnKey>,
     /// Bytes queued on all connections.
@@ -140,6 +156,8 @@ impl<S: Service> Engine<S> {
             stats: Stats::default(),
             policy,
             dirty: VecDeque::new(),
+            clock_ms: 0,
+            backlog_since: 0,
             urgent: Vec::new(),
             queued: 0,
             flusher: None,
@@ -260,12 +278,13 @@ impl<S: Service> Engine<S> {
         if !conn.has(flag::DIRTY) && !conn.has(flag::BLOCKED) {
             conn.set(flag::DIRTY);
             let key = conn.key(idx);
-            self.dirty.push_back(key);
-            if self.dirty.len() == 1
-                && let Some(w) = &self.flusher
-            {
-                w.wake_by_ref();
+            if self.dirty.is_empty() {
+                self.backlog_since = self.clock_ms;
+                if let Some(w) = &self.flusher {
+                    w.wake_by_ref();
+                }
             }
+            self.dirty.push_back(Due { key, at_ms: self.clock_ms });
         }
         true
     }

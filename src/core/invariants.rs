@@ -38,7 +38,7 @@ impl<S: Service> Engine<S> {
                 None => {}
             }
             if c.has(flag::DIRTY) {
-                assert!(self.dirty.contains(&key), "a dirty connection is on the dirty list");
+                assert!(self.dirty.iter().any(|d| d.key == key), "a dirty connection is on the dirty list");
             }
         }
     }

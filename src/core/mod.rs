@@ -38,6 +38,7 @@ use conn::{ConnKey, Kind, Phase, flag};
 use engine::{Engine, Settings};
 use io::{CoreId, Socket};
 use service::Service;
+pub(crate) use write::Flushed;
 
 /// Reads handled per `drive` call before the task yields to the others.
 const READS_PER_TURN: usize = 4;
@@ -195,9 +196,15 @@ impl<S: Service> Core<S> {
         self.settle();
     }
 
-    /// Writes up to `budget` connections with output from fan-outs; true if more wait.
-    pub(crate) fn flush(&mut self, budget: usize) -> bool {
+    /// Writes up to `budget` connections with output from fan-outs (see `Engine::flush`).
+    pub(crate) fn flush(&mut self, budget: usize) -> Flushed {
         self.e.flush(budget)
+    }
+
+    /// Sets the millisecond clock (since the core started) that the entry point about to run
+    /// sees; it orders the flusher's holds.
+    pub(crate) fn set_clock_ms(&mut self, ms: u64) {
+        self.e.clock_ms = ms;
     }
 
     /// Stops taking new WebSockets and says goodbye to every open one.

@@ -8,10 +8,10 @@ use std::io::{self, IoSlice};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use super::Core;
 use super::conn::{ConnKey, flag};
 use super::io::Socket;
 use super::service::Service;
+use super::{Core, Flushed};
 
 /// One fake socket's two directions.
 #[derive(Debug, Default)]
@@ -142,7 +142,7 @@ impl<S: Service> Core<S> {
     /// ends; then writes what the flusher would. Returns its state.
     pub(crate) fn run_conn(&mut self, key: ConnKey, sock: &FakeSocket) -> State {
         self.run_conn_unflushed(key, sock);
-        while self.flush(usize::MAX) {}
+        while self.flush(usize::MAX) == Flushed::More {}
         self.state(key)
     }
 

@@ -3,12 +3,12 @@
 
 use bytes::Bytes;
 
-use super::Core;
 use super::conn::{ConnKey, Phase, flag};
 use super::engine::{Engine, Settings};
 use super::io::CoreId;
 use super::service::{Goodbye, Outcome, Policy, Refusal, Service};
 use super::testing::{FakeSocket, State};
+use super::{Core, Flushed};
 use crate::protocol::frame::Opcode;
 use crate::protocol::http::{self, Request};
 
@@ -410,7 +410,7 @@ fn fan_out_in_one_turn_is_one_send_per_connection_in_order() {
     }
     // Nothing is written until the flusher runs.
     assert!(conns.iter().all(|(_, s)| s.0.borrow().output.is_empty()));
-    while core.flush(usize::MAX) {}
+    while core.flush(usize::MAX) == Flushed::More {}
     for ((_, sock), before) in conns.iter().zip(before) {
         assert_eq!(sock.0.borrow().sends - before, 1, "one send per connection");
         let out = sock.take();
@@ -467,4 +467,89 @@ fn idle_connections_keep_no_write_state_after_a_flush() {
     let conn = core.e.conn(key).unwrap();
     assert!(conn.out.is_none() && !conn.has(flag::DIRTY) && !conn.has(flag::BLOCKED));
     assert_eq!(core.e.dirty_count(), 0);
+}
+
+/// Two open echo connections on a core that holds due frames for 50 ms under a backlog.
+fn coalescing_core() -> (Core<Nothing>, [(ConnKey, FakeSocket); 2]) {
+    let mut core = core_with(Settings { coalesce_ms: 50, ..settings() });
+    let a = open_echo(&mut core);
+    let b = open_echo(&mut core);
+    a.1.take();
+    b.1.take();
+    (core, [a, b])
+}
+
+#[test]
+fn under_a_sustained_backlog_a_connection_waits_coalesce_ms_and_sends_its_frames_at_once() {
+    let (mut core, [(a, sa), (b, sb)]) = coalescing_core();
+    core.set_clock_ms(1000);
+    core.e.push(a.idx, &text_frame(b"1"), None);
+    core.e.push(b.idx, &text_frame(b"1"), None);
+    // The backlog is new: A goes out at once; B is left for the next chunk.
+    assert_eq!(core.flush(1), Flushed::More);
+    assert_eq!(sa.take(), [0x81, 1, b'1']);
+    // 60 ms later B still waits and A is due again: the backlog is sustained, so B (due for
+    // 60 ms) is written, and A is held until 50 ms after it became due.
+    core.set_clock_ms(1060);
+    core.e.push(a.idx, &text_frame(b"2"), None);
+    assert_eq!(core.flush(usize::MAX), Flushed::HoldUntil(1110));
+    assert_eq!(sb.take(), [0x81, 1, b'1']);
+    assert!(sa.take().is_empty());
+    let sends = sa.0.borrow().sends;
+    for (ms, frame) in [(1080, b"3"), (1109, b"4")] {
+        core.set_clock_ms(ms);
+        core.e.push(a.idx, &text_frame(frame), None);
+        assert_eq!(core.flush(usize::MAX), Flushed::HoldUntil(1110));
+        assert!(sa.take().is_empty(), "held at {ms} ms");
+    }
+    core.set_clock_ms(1110);
+    assert_eq!(core.flush(usize::MAX), Flushed::Done);
+    assert_eq!(sa.take(), [[0x81, 1, b'2'], [0x81, 1, b'3'], [0x81, 1, b'4']].concat());
+    assert_eq!(sa.0.borrow().sends - sends, 1, "what was held leaves in one send");
+}
+
+#[test]
+fn without_a_sustained_backlog_frames_are_not_held() {
+    let (mut core, [(a, sa), (b, sb)]) = coalescing_core();
+    // A backlog that lasted 60 ms and ended: the next frame goes out at once.
+    core.set_clock_ms(1000);
+    core.e.push(a.idx, &text_frame(b"1"), None);
+    core.e.push(b.idx, &text_frame(b"1"), None);
+    assert_eq!(core.flush(1), Flushed::More);
+    core.set_clock_ms(1060);
+    assert_eq!(core.flush(usize::MAX), Flushed::Done);
+    assert_eq!((sa.take().len(), sb.take().len()), (3, 3));
+    core.set_clock_ms(1061);
+    core.e.push(a.idx, &text_frame(b"2"), None);
+    assert_eq!(core.flush(usize::MAX), Flushed::Done);
+    assert_eq!(sa.take(), [0x81, 1, b'2']);
+    // Frames published every millisecond, each written before the next: the list empties every
+    // time, so nothing is held however long it goes on.
+    for ms in 2000..2100 {
+        core.set_clock_ms(ms);
+        core.e.push(b.idx, &text_frame(b"x"), None);
+        assert_eq!(core.flush(usize::MAX), Flushed::Done, "at {ms} ms");
+    }
+    assert_eq!(sb.take().len(), 300);
+}
+
+#[test]
+fn a_direct_reply_takes_held_frames_along_in_order() {
+    let (mut core, [(a, sa), (b, _)]) = coalescing_core();
+    core.set_clock_ms(1000);
+    core.e.push(b.idx, &text_frame(b"0"), None);
+    core.e.push(a.idx, &text_frame(b"1"), None);
+    assert_eq!(core.flush(1), Flushed::More);
+    core.set_clock_ms(1060);
+    core.e.push(b.idx, &text_frame(b"0"), None);
+    assert_eq!(core.flush(usize::MAX), Flushed::HoldUntil(1110));
+    assert_eq!(sa.take(), [0x81, 1, b'1']);
+    core.e.push(a.idx, &text_frame(b"2"), None);
+    assert_eq!(core.flush(usize::MAX), Flushed::HoldUntil(1110));
+    // A pings: the pong goes out now, after the held frame, in one send.
+    feed(&mut core, a, &sa, &masked(9, b"p"));
+    assert_eq!(sa.take(), [&[0x81, 1, b'2'][..], &[0x8a, 1, b'p']].concat());
+    core.set_clock_ms(1110);
+    assert_eq!(core.flush(usize::MAX), Flushed::Done);
+    assert!(sa.take().is_empty());
 }

@@ -6,7 +6,10 @@
 //! - a fan-out marks its connections *dirty*: the shard's flusher task writes them once the
 //!   tasks already runnable have run, so everything published in that turn leaves in one send
 //!   per subscriber. Under load, what is published while a pass is under way goes into the next
-//!   one, so batches grow by themselves; at low load the flusher runs at once.
+//!   one, so batches grow by themselves; at low load the flusher runs at once;
+//! - with `coalesce_ms` set, once the dirty list has not been empty for that long, a
+//!   connection waits until `coalesce_ms` after it became dirty: fewer, larger sends under
+//!   sustained load, for that much more latency.
 //!
 //! A socket that takes less than offered is *blocked*: its task waits until it is writable and
 //! writes the rest; flushes skip it meanwhile.
@@ -18,6 +21,17 @@ use super::conn::{ConnKey, flag};
 use super::engine::Engine;
 use super::outq::{MAX_IOV, OutQueue};
 use super::service::Service;
+
+/// What the flusher does after `flush`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flushed {
+    /// Nothing waits: sleep until a connection becomes dirty.
+    Done,
+    /// Connections wait: let the reactor turn, then go on.
+    More,
+    /// The next connection is held back to coalesce: go on at this `clock_ms`.
+    HoldUntil(u64),
+}
 
 impl<S: Service> Engine<S> {
     /// Writes the urgent connections (direct replies).
@@ -32,21 +46,37 @@ impl<S: Service> Engine<S> {
         }
     }
 
-    /// Writes up to `budget` dirty connections, oldest first; true if more are waiting.
-    pub(crate) fn flush(&mut self, budget: usize) -> bool {
+    /// Writes up to `budget` dirty connections, oldest first.
+    ///
+    /// Once the list has not been empty for `coalesce_ms`, a connection is written no sooner
+    /// than `coalesce_ms` after it became dirty, so that under sustained load every send
+    /// carries what arrived over that time; until then (and at low load) it is written as soon
+    /// as the flusher gets to it.
+    pub(crate) fn flush(&mut self, budget: usize) -> Flushed {
+        let hold = self.settings().coalesce_ms;
+        let holding = hold > 0 && self.clock_ms.saturating_sub(self.backlog_since) >= hold;
         for _ in 0..budget {
-            let Some(key) = self.dirty.pop_front() else { break };
-            let Some(conn) = self.conn_mut(key) else { continue };
-            if !conn.has(flag::DIRTY) {
-                continue;
+            let Some(&due) = self.dirty.front() else { break };
+            let live = self.conn(due.key).is_some_and(|c| c.has(flag::DIRTY));
+            let until = due.at_ms.saturating_add(hold);
+            if live && holding && until > self.clock_ms {
+                return Flushed::HoldUntil(until);
             }
-            conn.clear(flag::DIRTY);
-            self.write_conn(key);
+            self.dirty.pop_front();
+            if live {
+                if let Some(conn) = self.conn_mut(due.key) {
+                    conn.clear(flag::DIRTY);
+                }
+                self.write_conn(due.key);
+            }
         }
-        if self.dirty.is_empty() && self.dirty.capacity() > 65_536 {
+        if !self.dirty.is_empty() {
+            return Flushed::More;
+        }
+        if self.dirty.capacity() > 65_536 {
             self.dirty.shrink_to(1024);
         }
-        !self.dirty.is_empty()
+        Flushed::Done
     }
 
     /// Registers the flusher task; true if connections wait to be written.

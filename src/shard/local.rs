@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustls::ServerConfig;
 
@@ -21,6 +22,13 @@ thread_local! {
     /// The TLS configuration new connections on the main listener get (None: plain TCP);
     /// replaced on SIGHUP. Established connections keep the one they started with.
     static TLS: RefCell<Option<Arc<ServerConfig>>> = const { RefCell::new(None) };
+    /// The origin of `clock_ms` (the shard's first use of it).
+    static STARTED: Instant = Instant::now();
+}
+
+/// Milliseconds since this shard's clock started.
+pub(super) fn clock_ms() -> u64 {
+    STARTED.with(|s| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX))
 }
 
 pub(super) fn set_tls(config: Option<Arc<ServerConfig>>) {
@@ -40,9 +48,16 @@ pub(super) fn take() -> Option<ShardCore> {
     CORE.with(|c| c.borrow_mut().take())
 }
 
-/// Runs `f` with this shard's core. Never nest: `f` must not call `with_core` again.
+/// Runs `f` with this shard's core, its clock set to now. Never nest: `f` must not call
+/// `with_core` again.
 pub(super) fn with_core<R>(f: impl FnOnce(&mut ShardCore) -> R) -> R {
-    CORE.with(|c| f(c.borrow_mut().as_mut().expect("the shard's core is installed")))
+    let now = clock_ms();
+    CORE.with(|c| {
+        let mut core = c.borrow_mut();
+        let core = core.as_mut().expect("the shard's core is installed");
+        core.set_clock_ms(now);
+        f(core)
+    })
 }
 
 /// Runs `f` with the shard's read buffer.
