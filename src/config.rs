@@ -499,6 +499,16 @@ mod tests {
     }
 
     #[test]
+    fn coalesce_ms_reaches_the_cores_and_is_bounded() {
+        let cli = Cli { coalesce_ms: Some(60), ..Cli::default() };
+        let cfg = Config::resolve(&cli).unwrap();
+        assert_eq!(cfg.engine_settings().coalesce_ms, 60);
+        assert_eq!(Config::resolve(&Cli::default()).unwrap().engine_settings().coalesce_ms, 0);
+        let err = Config::resolve(&Cli { coalesce_ms: Some(1001), ..Cli::default() }).unwrap_err();
+        assert!(err.0.contains("coalesce_ms must be at most 1000"), "{err}");
+    }
+
+    #[test]
     fn printed_config_reads_back_the_same() {
         let cfg = Config { port: 1234, echo: true, ..Config::default() };
         assert_eq!(Config::from_toml(&cfg.to_toml()).unwrap(), cfg);
