@@ -111,6 +111,7 @@ const CORE_FIGURES: &[Figure] = &[
     ("send_syscalls", PerCoreCounter, "Send system calls made, per core (frames_written / send_syscalls = frames per send)", |r| r.engine.sends),
     ("queued_bytes", PerCoreGauge, "Bytes queued for connections, per core", |r| r.queued_bytes),
     ("flush_backlog", PerCoreGauge, "Connections waiting for the flusher, per core", |r| r.dirty),
+    ("flush_holds", Total, "Times a core's flusher paused for a connection's --coalesce-ms hold to end", |r| r.engine.flush_holds),
     ("connection_state_bytes", PerCoreGauge, "Bytes of per-connection state the core accounts for (slab, queues, partial input, timers), per core", |r| r.conn_state_bytes),
     ("api_backpressure", Total, "HTTP API publishes refused with 503 while delivery was backlogged", |r| r.pusher.backpressure),
     ("questions_expired", Total, "Questions to other cores or nodes answered by their deadline", |r| r.pusher.questions_expired),

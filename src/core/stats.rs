@@ -30,6 +30,8 @@ pub(crate) struct Stats {
     pub(crate) frames_out: u64,
     /// Send system calls made.
     pub(crate) sends: u64,
+    /// Times the flusher paused for a connection's `coalesce_ms` hold to end.
+    pub(crate) flush_holds: u64,
     /// Bytes received.
     pub(crate) bytes_in: u64,
     /// Bytes sent.

@@ -60,6 +60,7 @@ impl<S: Service> Engine<S> {
             let live = self.conn(due.key).is_some_and(|c| c.has(flag::DIRTY));
             let until = due.at_ms.saturating_add(hold);
             if live && holding && until > self.clock_ms {
+                self.stats.flush_holds += 1;
                 return Flushed::HoldUntil(until);
             }
             self.dirty.pop_front();
