@@ -16,10 +16,10 @@ use std::rc::Rc;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::core::Core;
 use crate::core::conn::ConnKey;
 use crate::core::io::{CoreId, Outlet};
 use crate::core::testing::FakeSocket;
-use crate::core::{Core, Flushed};
 use crate::protocol::frame;
 use crate::pusher::apps::{App, AppIdx};
 use crate::pusher::auth;
@@ -376,7 +376,7 @@ impl Harness {
                 }
             }
             for core in &mut self.cores {
-                while core.flush(usize::MAX) == Flushed::More {}
+                core.flush_all();
             }
             if !moved {
                 return;

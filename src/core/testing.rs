@@ -142,8 +142,13 @@ impl<S: Service> Core<S> {
     /// ends; then writes what the flusher would. Returns its state.
     pub(crate) fn run_conn(&mut self, key: ConnKey, sock: &FakeSocket) -> State {
         self.run_conn_unflushed(key, sock);
-        while self.flush(usize::MAX) == Flushed::More {}
+        self.flush_all();
         self.state(key)
+    }
+
+    /// Writes what the flusher would, until it is done or holds (`coalesce_ms`).
+    pub(crate) fn flush_all(&mut self) {
+        while self.flush(usize::MAX) == Flushed::More {}
     }
 
     /// Like `run_conn`, but leaves fan-out output queued (as if the flusher had not run yet).

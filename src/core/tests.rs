@@ -410,7 +410,7 @@ fn fan_out_in_one_turn_is_one_send_per_connection_in_order() {
     }
     // Nothing is written until the flusher runs.
     assert!(conns.iter().all(|(_, s)| s.0.borrow().output.is_empty()));
-    while core.flush(usize::MAX) == Flushed::More {}
+    core.flush_all();
     for ((_, sock), before) in conns.iter().zip(before) {
         assert_eq!(sock.0.borrow().sends - before, 1, "one send per connection");
         let out = sock.take();
@@ -479,18 +479,24 @@ fn coalescing_core() -> (Core<Nothing>, [(ConnKey, FakeSocket); 2]) {
     (core, [a, b])
 }
 
+/// Makes the core's backlog 60 ms old: at 1000 ms `first` and `second` become due, `first` is
+/// written (a new backlog holds nothing) and `second` is left waiting; the clock is then 1060.
+fn sustain_a_backlog(core: &mut Core<Nothing>, first: ConnKey, second: ConnKey) {
+    core.set_clock_ms(1000);
+    core.e.push(first.idx, &text_frame(b"1"), None);
+    core.e.push(second.idx, &text_frame(b"1"), None);
+    assert_eq!(core.flush(1), Flushed::More);
+    core.set_clock_ms(1060);
+}
+
 #[test]
 fn under_a_sustained_backlog_a_connection_waits_coalesce_ms_and_sends_its_frames_at_once() {
     let (mut core, [(a, sa), (b, sb)]) = coalescing_core();
-    core.set_clock_ms(1000);
-    core.e.push(a.idx, &text_frame(b"1"), None);
-    core.e.push(b.idx, &text_frame(b"1"), None);
-    // The backlog is new: A goes out at once; B is left for the next chunk.
-    assert_eq!(core.flush(1), Flushed::More);
+    sustain_a_backlog(&mut core, a, b);
+    // The backlog was new: A went out at once.
     assert_eq!(sa.take(), [0x81, 1, b'1']);
-    // 60 ms later B still waits and A is due again: the backlog is sustained, so B (due for
-    // 60 ms) is written, and A is held until 50 ms after it became due.
-    core.set_clock_ms(1060);
+    // B still waits and A is due again: the backlog is sustained, so B (due for 60 ms) is
+    // written, and A is held until 50 ms after it became due.
     core.e.push(a.idx, &text_frame(b"2"), None);
     assert_eq!(core.flush(usize::MAX), Flushed::HoldUntil(1110));
     assert_eq!(sb.take(), [0x81, 1, b'1']);
@@ -512,11 +518,7 @@ fn under_a_sustained_backlog_a_connection_waits_coalesce_ms_and_sends_its_frames
 fn without_a_sustained_backlog_frames_are_not_held() {
     let (mut core, [(a, sa), (b, sb)]) = coalescing_core();
     // A backlog that lasted 60 ms and ended: the next frame goes out at once.
-    core.set_clock_ms(1000);
-    core.e.push(a.idx, &text_frame(b"1"), None);
-    core.e.push(b.idx, &text_frame(b"1"), None);
-    assert_eq!(core.flush(1), Flushed::More);
-    core.set_clock_ms(1060);
+    sustain_a_backlog(&mut core, a, b);
     assert_eq!(core.flush(usize::MAX), Flushed::Done);
     assert_eq!((sa.take().len(), sb.take().len()), (3, 3));
     core.set_clock_ms(1061);
@@ -536,11 +538,7 @@ fn without_a_sustained_backlog_frames_are_not_held() {
 #[test]
 fn a_direct_reply_takes_held_frames_along_in_order() {
     let (mut core, [(a, sa), (b, _)]) = coalescing_core();
-    core.set_clock_ms(1000);
-    core.e.push(b.idx, &text_frame(b"0"), None);
-    core.e.push(a.idx, &text_frame(b"1"), None);
-    assert_eq!(core.flush(1), Flushed::More);
-    core.set_clock_ms(1060);
+    sustain_a_backlog(&mut core, b, a);
     core.e.push(b.idx, &text_frame(b"0"), None);
     assert_eq!(core.flush(usize::MAX), Flushed::HoldUntil(1110));
     assert_eq!(sa.take(), [0x81, 1, b'1']);

@@ -57,19 +57,20 @@ impl<S: Service> Engine<S> {
         let holding = hold > 0 && self.clock_ms.saturating_sub(self.backlog_since) >= hold;
         for _ in 0..budget {
             let Some(&due) = self.dirty.front() else { break };
-            let live = self.conn(due.key).is_some_and(|c| c.has(flag::DIRTY));
+            // Entries are in the order they became due: holding at the front (even at a stale
+            // entry) delays nothing that is not held anyway.
             let until = due.at_ms.saturating_add(hold);
-            if live && holding && until > self.clock_ms {
+            if holding && until > self.clock_ms {
                 self.stats.flush_holds += 1;
                 return Flushed::HoldUntil(until);
             }
             self.dirty.pop_front();
-            if live {
-                if let Some(conn) = self.conn_mut(due.key) {
-                    conn.clear(flag::DIRTY);
-                }
-                self.write_conn(due.key);
+            let Some(conn) = self.conn_mut(due.key) else { continue };
+            if !conn.has(flag::DIRTY) {
+                continue;
             }
+            conn.clear(flag::DIRTY);
+            self.write_conn(due.key);
         }
         if !self.dirty.is_empty() {
             return Flushed::More;

@@ -6,11 +6,11 @@ use std::rc::Rc;
 
 use serde_json::{Value, json};
 
+use crate::core::Core;
 use crate::core::conn::ConnKey;
 use crate::core::engine::Settings;
 use crate::core::io::{CoreId, Outlet};
 use crate::core::testing::FakeSocket;
-use crate::core::{Core, Flushed};
 use crate::pusher::apps::{App, AppIdx};
 use crate::pusher::auth;
 use crate::pusher::hook_targets::Webhook;
@@ -89,7 +89,7 @@ impl Cluster {
         loop {
             let moved = self.pump_messages();
             for core in &mut self.cores {
-                while core.flush(usize::MAX) == Flushed::More {}
+                core.flush_all();
             }
             if !moved {
                 return;
@@ -1027,7 +1027,7 @@ fn regression_a_publish_waits_for_what_other_cores_had_already_sent() {
     // Core 1 handles its ring: the first event, then the held request goes through.
     let msg = rings.0.borrow_mut()[0][1].pop_front().unwrap();
     cl.cores[1].on_peer(CoreId(0), msg);
-    while cl.cores[1].flush(usize::MAX) == Flushed::More {}
+    cl.cores[1].flush_all();
     let resp = s1.take_text();
     assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
     let names: Vec<Value> = cl.take(&a).iter().map(|m| m["event"].clone()).collect();

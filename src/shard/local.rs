@@ -22,11 +22,12 @@ thread_local! {
     /// The TLS configuration new connections on the main listener get (None: plain TCP);
     /// replaced on SIGHUP. Established connections keep the one they started with.
     static TLS: RefCell<Option<Arc<ServerConfig>>> = const { RefCell::new(None) };
-    /// The origin of `clock_ms` (the shard's first use of it).
+    /// The origin of the shard's clock: when it installed its core.
     static STARTED: Instant = Instant::now();
 }
 
-/// Milliseconds since this shard's clock started.
+/// The shard's clock: milliseconds since it installed its core. The core sees it at every entry
+/// point (`with_core`), and in whole seconds through the ticker.
 pub(super) fn clock_ms() -> u64 {
     STARTED.with(|s| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX))
 }
@@ -41,6 +42,7 @@ pub(super) fn tls() -> Option<Arc<ServerConfig>> {
 }
 
 pub(super) fn install(core: ShardCore) {
+    STARTED.with(|_| ());
     CORE.with(|c| *c.borrow_mut() = Some(core));
 }
 

@@ -207,7 +207,6 @@ fn render(
 
 /// Builds this shard's core and runs its tasks until a drain command; then drains.
 async fn shard_main(p: ShardParts) {
-    let started = Instant::now();
     let faults =
         cfg!(debug_assertions) && std::env::var_os("CORECAST_DEBUG_FAULTS").is_some_and(|v| v == "1");
     let service = Pusher::new(pusher::Config {
@@ -241,7 +240,7 @@ async fn shard_main(p: ShardParts) {
     let listener = sys::adopt_listener(p.listener);
     let accept = glommio::spawn_local(accept::run(listener, p.cfg.socket_send_buffer, false));
     let metrics = p.metrics.map(|m| glommio::spawn_local(accept::run(sys::adopt_listener(m), 0, true)));
-    let ticker = glommio::spawn_local(ticker::run(started));
+    let ticker = glommio::spawn_local(ticker::run());
     let commands = p.commands.connect().await;
     log::debug!("shard {} ready", p.shard);
 
@@ -255,8 +254,8 @@ async fn shard_main(p: ShardParts) {
         m.cancel().await;
     }
     local::with_core(Core::start_drain);
-    let deadline = started.elapsed() + Duration::from_secs(u64::from(p.cfg.drain_timeout));
-    while local::with_core(|c| c.e.ws_count()) > 0 && started.elapsed() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(u64::from(p.cfg.drain_timeout));
+    while local::with_core(|c| c.e.ws_count()) > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
     let left = local::with_core(|c| c.e.ws_count());

@@ -1,14 +1,14 @@
-//! Advances the core's coarse clock (whole seconds since the shard started) several times a
-//! second, which fires due timers. The only clock the core sees.
+//! Advances the core's coarse clock (whole seconds of the shard's clock, `local::clock_ms`)
+//! several times a second, which fires due timers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::local::with_core;
+use super::local::{clock_ms, with_core};
 
-pub(super) async fn run(started: Instant) {
+pub(super) async fn run() {
     loop {
         glommio::timer::sleep(Duration::from_millis(250)).await;
-        let now = u32::try_from(started.elapsed().as_secs()).unwrap_or(u32::MAX);
+        let now = u32::try_from(clock_ms() / 1000).unwrap_or(u32::MAX);
         let unix = unix_now();
         with_core(|core| core.tick(now, unix));
     }

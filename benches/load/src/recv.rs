@@ -450,8 +450,7 @@ fn read_stamped(s: &TcpStream, buf: &mut [u8], cmsg: &mut [u8]) -> io::Result<(u
     let mut arrived = None;
     for c in m.cmsgs().into_iter().flatten() {
         if let ControlMessageOwned::ScmTimestampns(t) = c {
-            arrived =
-                Some((t.tv_sec() as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec() as u64));
+            arrived = u64::try_from(Duration::from(t).as_nanos()).ok();
         }
     }
     Ok((m.bytes, arrived))
