@@ -47,14 +47,18 @@ impl Server {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before the port is handed over: a test that reads the log once the
+                // server listens finds the listening line in it.
+                {
+                    let mut l = sink.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
                 if !sent && let Some(rest) = line.split("listening on ").nth(1) {
                     let port = rest.split_whitespace().next().unwrap().rsplit(':').next().unwrap();
                     let _ = tx.send(port.parse::<u16>().unwrap());
                     sent = true;
                 }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
             }
         });
         let port = match rx.recv_timeout(Duration::from_secs(20)) {
